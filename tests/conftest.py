@@ -1,0 +1,58 @@
+"""Test-session wiring: isolated state directories, a fresh project DB per test, real Airflow.
+
+Airflow reads its configuration when first imported, so its environment is set here, before
+any test module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="tradeops-test-"))
+
+os.environ["TRADEOPS_STATE_DIR"] = str(_SESSION_DIR / "state")
+os.environ.setdefault("TRADEOPS_CONFIG", str(ROOT / "config" / "tradeops.yaml"))
+os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_SESSION_DIR / 'airflow' / 'airflow.db'}"
+os.environ.pop("TRADEOPS_DB_URL", None)
+for _name in [n for n in os.environ if n.startswith("TRADEOPS__")]:
+    del os.environ[_name]
+
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, initialised project database for one test, also seen by code under test."""
+    from tradeops.db import init_db, get_engine
+
+    url = f"sqlite:///{tmp_path / 'tradeops.db'}"
+    monkeypatch.setenv("TRADEOPS_DB_URL", url)
+    init_db(get_engine(url))
+    yield url
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """An initialised Airflow metadata database (SQLite) for ``dag.test()``."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).parent / "airflow"
+    result = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), timeout=600
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return home

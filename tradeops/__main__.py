@@ -1,0 +1,5 @@
+import sys
+
+from tradeops.cli import main
+
+sys.exit(main())

@@ -1,0 +1,196 @@
+"""Configuration: YAML in ``config/`` plus ``TRADEOPS__SECTION__KEY`` environment overrides.
+
+Validated once at load: an unknown key or a bad value raises ``ConfigError`` naming the key.
+Secrets never live here; live-venue credentials come from Airflow connections / the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tradeops.errors import ConfigError
+from tradeops.model import MarketKind, parse_symbol
+
+ENV_PREFIX = "TRADEOPS__"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkRoute(_Frozen):
+    """Withdrawal fee and settlement delay of one asset over one network."""
+
+    fee: Decimal = Field(ge=0)
+    settle_seconds: int = Field(ge=0)
+
+
+class VenueConfig(_Frozen):
+    kind: Literal["paper", "ccxt"] = "paper"
+    ccxt_id: str | None = None
+    connection_id: str | None = None
+    asset_class: Literal["crypto", "equity"] = "crypto"
+    taker_fee_bps: Decimal = Field(default=Decimal(5), ge=0)
+    maker_fee_bps: Decimal = Field(default=Decimal(2), ge=0)
+    funding_interval_hours: int = Field(default=8, gt=0)
+    leverage: Decimal = Field(default=Decimal(5), gt=0)
+    markets: tuple[str, ...]
+    price_offset_bps: Decimal = Decimal(0)
+    funding_rates: dict[str, Decimal] = Field(default_factory=dict)
+    initial_balances: dict[str, Decimal] = Field(default_factory=dict)
+    withdrawal: dict[str, dict[str, NetworkRoute]] = Field(default_factory=dict)
+    sandbox: bool = False
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("markets")
+    @classmethod
+    def _markets_are_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for symbol in value:
+            parse_symbol(symbol)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VenueConfig:
+        if self.kind == "ccxt" and not self.ccxt_id:
+            raise ValueError("a ccxt venue needs ccxt_id")
+        perps = {m for m in self.markets if parse_symbol(m)[2] is MarketKind.PERP}
+        unknown = set(self.funding_rates) - perps
+        if unknown:
+            raise ValueError(f"funding_rates for symbols that are not perp markets here: {sorted(unknown)}")
+        return self
+
+
+class PaperConfig(_Frozen):
+    seed: int = 7
+    prices: dict[str, Decimal]
+    ohlcv_days: int = Field(default=30, gt=0)
+    ohlcv_timeframe: Literal["1h"] = "1h"
+    volatility_bps: Decimal = Field(default=Decimal(60), ge=0)
+
+
+class ThresholdsConfig(_Frozen):
+    funding_deviation_bps: Decimal = Field(default=Decimal(20), gt=0)
+    funding_period_hours: int = Field(default=8, gt=0)
+    market_shock_pct: Decimal = Field(default=Decimal(5), gt=0)
+    extreme_shock_pct: Decimal = Field(default=Decimal(15), gt=0)
+
+
+class CapitalConfig(_Frozen):
+    floors: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
+
+
+class KafkaTopics(_Frozen):
+    market_events: str = "market-events"
+    capital_events: str = "capital-events"
+    funding_rate_events: str = "funding-rate-events"
+    risk_alerts: str = "risk-alerts"
+    dead_letter: str = "tradeops-dead-letter"
+
+
+class KafkaConfig(_Frozen):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    controller_port: int = Field(default=19093, gt=0, lt=65536)
+    partitions: int = Field(default=3, gt=0)
+    topics: KafkaTopics = KafkaTopics()
+    delivery_timeout_seconds: float = Field(default=15.0, gt=0)
+
+
+class SagaConfig(_Frozen):
+    retries: int = Field(default=4, ge=0)
+    retry_delay_seconds: float = Field(default=5.0, ge=0)
+    max_retry_delay_seconds: float = Field(default=120.0, ge=0)
+    breaker_failure_threshold: int = Field(default=5, gt=0)
+    breaker_cooldown_seconds: float = Field(default=60.0, ge=0)
+
+
+class Settings(_Frozen):
+    venues: dict[str, VenueConfig]
+    paper: PaperConfig
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+    capital: CapitalConfig = CapitalConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    saga: SagaConfig = SagaConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        for venue in self.capital.floors:
+            if venue not in self.venues:
+                raise ValueError(f"capital.floors names unknown venue '{venue}'")
+        for name, venue in self.venues.items():
+            for asset, routes in venue.withdrawal.items():
+                if not routes:
+                    raise ValueError(f"venues.{name}.withdrawal.{asset} lists no network")
+            if venue.kind == "paper":
+                missing = {parse_symbol(m)[0] for m in venue.markets} - set(self.paper.prices)
+                if missing:
+                    raise ValueError(f"paper.prices has no price for {sorted(missing)} (venue '{name}')")
+        return self
+
+    def venue(self, name: str) -> VenueConfig:
+        try:
+            return self.venues[name]
+        except KeyError:
+            raise ConfigError(f"venues.{name}", f"no such venue; known: {sorted(self.venues)}") from None
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("TRADEOPS_CONFIG", PROJECT_ROOT / "config" / "tradeops.yaml"))
+
+
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            raise ConfigError(name, "malformed override name; use TRADEOPS__SECTION__KEY")
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(".".join(path), f"'{part}' is not a section")
+            node = child
+        node[path[-1]] = yaml.safe_load(raw) if raw.strip() else raw
+    return data
+
+
+def _key_of(error: Mapping[str, Any]) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "<root>"
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, override and validate the configuration; raise ``ConfigError`` naming the bad key."""
+    path = path or default_config_path()
+    env = os.environ if env is None else env
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError("TRADEOPS_CONFIG", f"file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "top level must be a mapping")
+    data = _apply_env_overrides(data, env)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise ConfigError(_key_of(first), message) from None
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings (loaded once, on first use; never at DAG parse time)."""
+    return load_settings()

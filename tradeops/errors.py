@@ -1,0 +1,81 @@
+"""The project's error hierarchy.
+
+Vendor errors (ccxt, HTTP clients, Kafka) never leak past an adapter: each is mapped onto
+one of these classes, and the class says what happens next.
+"""
+
+from __future__ import annotations
+
+
+class TradeopsError(Exception):
+    """Base class of every error raised by tradeops."""
+
+
+class ConfigError(TradeopsError):
+    """Configuration is invalid. Raised at start-up; ``key`` names the offending setting."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"config key '{key}': {message}")
+        self.key = key
+        self.reason = message
+
+
+class EventValidationError(TradeopsError):
+    """An event does not match its schema. ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"event field '{field}': {message}")
+        self.field = field
+        self.reason = message
+
+
+class VenueError(TradeopsError):
+    """Base class of every error coming from a venue (paper or live)."""
+
+
+class TemporaryVenueError(VenueError):
+    """Transient trouble (network, rate limit, timeout, maintenance).
+
+    What happens next: retry with exponential backoff; the circuit breaker counts it.
+    """
+
+
+class CircuitOpenError(TemporaryVenueError):
+    """The venue's circuit breaker is open: the call failed fast without reaching the venue.
+
+    What happens next: retry after the cool-down, like any temporary error.
+    """
+
+
+class OrderRejectedError(VenueError):
+    """The venue refused a request that will never succeed as sent.
+
+    What happens next: fail at once (no retry) and compensate the saga.
+    """
+
+
+class InvalidOrderError(OrderRejectedError):
+    """Bad symbol, size, price or order type; or a risk check refused the order."""
+
+
+class InsufficientFundsError(OrderRejectedError):
+    """Not enough balance or margin for the order or withdrawal."""
+
+
+class TradingHaltedError(InvalidOrderError):
+    """The trading state (HALTED / REDUCING) forbids this order."""
+
+
+class OperationalError(VenueError):
+    """The venue or our account is not usable (auth, permissions, account locked, unknown state).
+
+    What happens next: compensate the saga, set the trading state to HALTED, call a human.
+    """
+
+
+class AuthenticationError(OperationalError):
+    """Credentials are missing, wrong or lack a permission."""
+
+
+class NotFoundError(VenueError):
+    """The venue has no such order / transfer (used by undos: "nothing to undo")."""

@@ -1,0 +1,132 @@
+"""The trading state (ACTIVE / REDUCING / HALTED), stored durably, and the order check.
+
+Every order passes ``check_order`` before it reaches a venue:
+HALTED rejects every new order; the one exception is a reduce-only order that shrinks an open
+perpetual position, which is how the emergency stop flattens the book while HALTED.
+REDUCING accepts only orders that reduce exposure.
+Going back to ACTIVE is always an explicit human action.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Column, Engine, Integer, String, Table, Text, insert, select, update
+
+from tradeops.db import UTCDateTime, get_engine, metadata, transaction, utcnow
+from tradeops.errors import TradingHaltedError
+from tradeops.model import MarketKind, OrderRequest, parse_symbol
+
+
+class TradingState(str, enum.Enum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+trading_state_table = Table(
+    "trading_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("changed_by", String(128), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+)
+
+trading_state_history = Table(
+    "trading_state_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("changed_by", String(128), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateRecord:
+    state: TradingState
+    reason: str
+    changed_by: str
+    changed_at: datetime | None
+
+
+def get_state(engine: Engine | None = None) -> StateRecord:
+    """The current trading state; ACTIVE when it was never set."""
+    with transaction(engine or get_engine()) as conn:
+        row = conn.execute(select(trading_state_table).where(trading_state_table.c.id == 1)).first()
+    if row is None:
+        return StateRecord(state=TradingState.ACTIVE, reason="initial", changed_by="-", changed_at=None)
+    return StateRecord(
+        state=TradingState(row.state), reason=row.reason, changed_by=row.changed_by, changed_at=row.changed_at
+    )
+
+
+def set_state(
+    state: TradingState, *, reason: str, changed_by: str, engine: Engine | None = None
+) -> StateRecord:
+    """Set the trading state and append it to the history."""
+    if not reason.strip():
+        raise ValueError("a reason is required to change the trading state")
+    now = utcnow()
+    values = {"state": state.value, "reason": reason, "changed_by": changed_by, "changed_at": now}
+    with transaction(engine or get_engine()) as conn:
+        updated = conn.execute(
+            update(trading_state_table).where(trading_state_table.c.id == 1).values(**values)
+        ).rowcount
+        if not updated:
+            conn.execute(insert(trading_state_table).values(id=1, **values))
+        conn.execute(insert(trading_state_history).values(**values))
+    return StateRecord(state=state, reason=reason, changed_by=changed_by, changed_at=now)
+
+
+def history(limit: int = 20, engine: Engine | None = None) -> list[StateRecord]:
+    with transaction(engine or get_engine()) as conn:
+        rows = conn.execute(
+            select(trading_state_history).order_by(trading_state_history.c.id.desc()).limit(limit)
+        ).all()
+    return [
+        StateRecord(state=TradingState(r.state), reason=r.reason, changed_by=r.changed_by, changed_at=r.changed_at)
+        for r in rows
+    ]
+
+
+def reduces_exposure(request: OrderRequest, current_exposure: Decimal) -> bool:
+    """True when the order moves the signed exposure towards zero without crossing it."""
+    signed = request.amount * request.side.sign
+    if current_exposure == 0:
+        return False
+    return (current_exposure > 0 > signed or current_exposure < 0 < signed) and abs(signed) <= abs(
+        current_exposure
+    )
+
+
+def check_order(request: OrderRequest, state: TradingState, current_exposure: Decimal) -> None:
+    """Raise ``TradingHaltedError`` when the trading state forbids ``request``.
+
+    ``current_exposure`` is the signed position (perp) or the held base amount (spot).
+    """
+    if state is TradingState.ACTIVE:
+        return
+    kind = parse_symbol(request.symbol)[2]
+    flattening = kind is MarketKind.PERP and reduces_exposure(request, current_exposure)
+    if state is TradingState.HALTED:
+        if request.reduce_only and flattening:
+            return
+        raise TradingHaltedError(
+            f"trading is HALTED: order {request.client_order_id} ({request.side.value} "
+            f"{request.amount} {request.symbol} on {request.venue}) refused"
+        )
+    if kind is MarketKind.SPOT and request.side.value == "sell" and current_exposure >= request.amount:
+        return
+    if flattening:
+        return
+    raise TradingHaltedError(
+        f"trading is REDUCING: order {request.client_order_id} ({request.side.value} {request.amount} "
+        f"{request.symbol} on {request.venue}) would not reduce exposure ({current_exposure})"
+    )

@@ -1,0 +1,80 @@
+"""The ``Venue`` interface every exchange adapter implements (paper or live via ccxt)."""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+from decimal import Decimal
+
+from tradeops.model import Balance, Candle, FundingRate, Order, OrderRequest, Position, Transfer
+
+
+class Venue(abc.ABC):
+    """One trading venue (one account on one exchange).
+
+    Symbols are ccxt unified symbols: ``BTC/USDT`` (spot), ``BTC/USDT:USDT`` (linear perp).
+    Every method raises only ``tradeops.errors`` exceptions.
+    """
+
+    name: str
+
+    @abc.abstractmethod
+    def balances(self) -> dict[str, Balance]:
+        """Spot/wallet balances by asset."""
+
+    @abc.abstractmethod
+    def positions(self) -> list[Position]:
+        """Open perpetual positions (size != 0)."""
+
+    @abc.abstractmethod
+    def mark_price(self, symbol: str) -> Decimal:
+        """Current mark price of ``symbol``."""
+
+    @abc.abstractmethod
+    def funding_rates(self, symbols: list[str] | None = None) -> dict[str, FundingRate]:
+        """Current funding rate of each perpetual symbol (all when ``symbols`` is None)."""
+
+    @abc.abstractmethod
+    def place_order(self, request: OrderRequest) -> Order:
+        """Place an order. The same ``client_order_id`` twice returns the first order."""
+
+    @abc.abstractmethod
+    def get_order(self, client_order_id: str, symbol: str | None = None) -> Order | None:
+        """The order with this client order id, or None when the venue has none."""
+
+    @abc.abstractmethod
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Orders still open."""
+
+    @abc.abstractmethod
+    def cancel_order(self, client_order_id: str, symbol: str | None = None) -> Order | None:
+        """Cancel an open order; returns its final state, or None when there is no such order."""
+
+    @abc.abstractmethod
+    def withdraw(
+        self,
+        *,
+        transfer_id: str,
+        asset: str,
+        amount: Decimal,
+        to_venue: str,
+        network: str,
+    ) -> Transfer:
+        """Send ``amount`` of ``asset`` to ``to_venue`` over ``network``; idempotent on ``transfer_id``."""
+
+    @abc.abstractmethod
+    def get_transfer(self, transfer_id: str) -> Transfer | None:
+        """The transfer with this id, or None."""
+
+    @abc.abstractmethod
+    def ohlcv(
+        self,
+        symbol: str,
+        timeframe: str = "1h",
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Candle]:
+        """Candles, oldest first; implementations paginate as needed."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Default: nothing to release."""
