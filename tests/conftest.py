@@ -30,7 +30,7 @@ os.environ.pop("TRADEOPS_DB_URL", None)
 for _name in [n for n in os.environ if n.startswith("TRADEOPS__")]:
     del os.environ[_name]
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures.kafka"]
 
 
 @pytest.fixture

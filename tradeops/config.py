@@ -105,9 +105,8 @@ class KafkaConfig(_Frozen):
 
 
 class SagaConfig(_Frozen):
-    retries: int = Field(default=4, ge=0)
-    retry_delay_seconds: float = Field(default=5.0, ge=0)
-    max_retry_delay_seconds: float = Field(default=120.0, ge=0)
+    """Runtime settings of the saga layer (retry counts are task arguments, set in the DAGs)."""
+
     breaker_failure_threshold: int = Field(default=5, gt=0)
     breaker_cooldown_seconds: float = Field(default=60.0, ge=0)
 
@@ -146,6 +145,14 @@ def default_config_path() -> Path:
     return Path(os.environ.get("TRADEOPS_CONFIG", PROJECT_ROOT / "config" / "tradeops.yaml"))
 
 
+def _match_key(node: dict[str, Any], part: str) -> str:
+    """The existing key ``part`` names, ignoring case (``usdt`` finds ``USDT``), else ``part``."""
+    for key in node:
+        if str(key).lower() == part:
+            return str(key)
+    return part
+
+
 def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in sorted(env.items()):
         if not name.startswith(ENV_PREFIX):
@@ -155,11 +162,11 @@ def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[s
             raise ConfigError(name, "malformed override name; use TRADEOPS__SECTION__KEY")
         node = data
         for part in path[:-1]:
-            child = node.setdefault(part, {})
+            child = node.setdefault(_match_key(node, part), {})
             if not isinstance(child, dict):
                 raise ConfigError(".".join(path), f"'{part}' is not a section")
             node = child
-        node[path[-1]] = yaml.safe_load(raw) if raw.strip() else raw
+        node[_match_key(node, path[-1])] = yaml.safe_load(raw) if raw.strip() else raw
     return data
 
 

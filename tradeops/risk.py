@@ -1,8 +1,8 @@
 """The trading state (ACTIVE / REDUCING / HALTED), stored durably, and the order check.
 
 Every order passes ``check_order`` before it reaches a venue:
-HALTED rejects every new order; the one exception is a reduce-only order that shrinks an open
-perpetual position, which is how the emergency stop flattens the book while HALTED.
+HALTED rejects every new order except those that reduce exposure and are either reduce-only
+(how the emergency stop flattens the book) or undo one of our own fills (saga compensation).
 REDUCING accepts only orders that reduce exposure.
 Going back to ACTIVE is always an explicit human action.
 """
@@ -106,25 +106,32 @@ def reduces_exposure(request: OrderRequest, current_exposure: Decimal) -> bool:
     )
 
 
-def check_order(request: OrderRequest, state: TradingState, current_exposure: Decimal) -> None:
+def _reduces(request: OrderRequest, current_exposure: Decimal) -> bool:
+    if parse_symbol(request.symbol)[2] is MarketKind.PERP:
+        return reduces_exposure(request, current_exposure)
+    return request.side.value == "sell" and current_exposure >= request.amount
+
+
+def check_order(
+    request: OrderRequest, state: TradingState, current_exposure: Decimal, *, compensating: bool = False
+) -> None:
     """Raise ``TradingHaltedError`` when the trading state forbids ``request``.
 
     ``current_exposure`` is the signed position (perp) or the held base amount (spot).
+    While HALTED, only orders that reduce exposure AND are reduce-only (the emergency stop) or
+    undo one of our own fills (saga compensation) pass.
     """
     if state is TradingState.ACTIVE:
         return
-    kind = parse_symbol(request.symbol)[2]
-    flattening = kind is MarketKind.PERP and reduces_exposure(request, current_exposure)
+    reduces = _reduces(request, current_exposure)
     if state is TradingState.HALTED:
-        if request.reduce_only and flattening:
+        if reduces and (request.reduce_only or compensating):
             return
         raise TradingHaltedError(
             f"trading is HALTED: order {request.client_order_id} ({request.side.value} "
             f"{request.amount} {request.symbol} on {request.venue}) refused"
         )
-    if kind is MarketKind.SPOT and request.side.value == "sell" and current_exposure >= request.amount:
-        return
-    if flattening:
+    if reduces:
         return
     raise TradingHaltedError(
         f"trading is REDUCING: order {request.client_order_id} ({request.side.value} {request.amount} "

@@ -1,0 +1,167 @@
+"""Airflow-native saga building blocks.
+
+- ``SagaStepOperator``: one money-moving step. Before acting it pushes its compensation record
+  to XCom (key ``compensation``); its idempotency key comes from (dag_id, run_id, task_id,
+  map_index). Temporary venue errors retry with exponential backoff; invalid orders and
+  insufficient funds fail at once; operational errors fail at once and HALT trading.
+- ``CompensateOperator``: ends each saga. When a step failed it runs the undos in reverse step
+  order, carries on past an undo that fails, and then fails, so the run ends FAILED. When every
+  step succeeded it is skipped.
+- ``saga_chain``: wires steps + compensate in a DAG file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context, ExceptionRetryPolicy, RetryAction, RetryRule, TriggerRule
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from tradeops.saga.core import CompensationRecord, StepRef, compensate, compensation_record, resolve_action, run_action
+
+COMPENSATION_XCOM_KEY = "compensation"
+
+SAGA_RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception="tradeops.errors.TemporaryVenueError",
+            action=RetryAction.RETRY,
+            reason="temporary venue error: retry with exponential backoff",
+        ),
+    ],
+    default=RetryAction.FAIL,
+)
+
+_STEP_DEFAULTS: dict[str, Any] = {
+    "retries": 4,
+    "retry_delay": timedelta(seconds=5),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=2),
+    "retry_policy": SAGA_RETRY_POLICY,
+}
+
+_FAILED_STATES = {"failed", "upstream_failed"}
+
+
+class SagaStepOperator(BaseOperator):
+    """Run one saga step: ``action`` is the dotted path of a ``@saga_step`` function.
+
+    :param action: e.g. ``tradeops.saga.actions.place_order``
+    :param step_params: the action's parameters (templated; may be an XComArg or mapped)
+    :param step_index: the step's position in its saga (compensation runs in reverse of it)
+    """
+
+    template_fields = ("step_params",)
+    ui_color = "#d6eaff"
+
+    def __init__(self, *, action: str, step_params: dict[str, Any] | None = None, step_index: int, **kwargs: Any) -> None:
+        for name, value in _STEP_DEFAULTS.items():
+            kwargs.setdefault(name, value)
+        super().__init__(**kwargs)
+        if step_index < 0:
+            raise ValueError("step_index must be >= 0")
+        self.action = action
+        self.step_params = step_params or {}
+        self.step_index = step_index
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from operators import credentials
+
+        credentials.install()
+        ti = context["ti"]
+        ref = StepRef(
+            dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index, try_number=ti.try_number
+        )
+        record = compensation_record(
+            ref, step=self.task_id, step_index=self.step_index, action=self.action, params=dict(self.step_params)
+        )
+        ti.xcom_push(key=COMPENSATION_XCOM_KEY, value=record.to_dict())
+        self.log.info("Saga step %s (key %s): %s", self.task_id, record.idempotency_key, self.action)
+        return dict(run_action(record, try_number=ti.try_number))
+
+
+class CompensateOperator(BaseOperator):
+    """Undo the completed steps of a failed saga in reverse order, then fail the run."""
+
+    ui_color = "#ffd6d6"
+
+    def __init__(self, *, step_task_ids: Sequence[str], **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
+        kwargs.setdefault("retries", 3)
+        kwargs.setdefault("retry_delay", timedelta(seconds=30))
+        kwargs.setdefault("retry_exponential_backoff", 2.0)
+        super().__init__(**kwargs)
+        if not step_task_ids:
+            raise ValueError("a saga needs at least one step")
+        self.step_task_ids = list(step_task_ids)
+
+    def _failed_steps(self, context: Context) -> list[str]:
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=self.step_task_ids, run_ids=[ti.run_id])
+        per_task = states.get(ti.run_id, {})
+        return sorted(task for task, state in per_task.items() if str(state) in _FAILED_STATES)
+
+    def _records(self, context: Context) -> list[CompensationRecord]:
+        ti = context["ti"]
+        records = []
+        for task_id in self.step_task_ids:
+            pulled = ti.xcom_pull(task_ids=task_id, key=COMPENSATION_XCOM_KEY, map_indexes=None)
+            values = pulled if isinstance(pulled, list) else [pulled]
+            records.extend(CompensationRecord.from_dict(value) for value in values if value)
+        return records
+
+    def execute(self, context: Context) -> None:
+        from operators import credentials
+
+        failed = self._failed_steps(context)
+        if not failed:
+            raise AirflowSkipException("every saga step succeeded: nothing to compensate")
+        credentials.install()
+        records = self._records(context)
+        self.log.warning("Saga failed at %s; compensating %d recorded steps in reverse", failed, len(records))
+        report = compensate(records, try_number=context["ti"].try_number)
+        self.log.warning(
+            "Compensation: undone=%s nothing_to_undo=%s failed=%s", report.undone, report.nothing_to_undo, report.failed
+        )
+        if report.temporary_failures:
+            raise AirflowException(
+                f"{report.temporary_failures} undo(s) hit temporary errors; compensation will be retried: {report.failed}"
+            )
+        summary = f"saga failed at {failed}; undone {report.undone}, nothing to undo {report.nothing_to_undo}"
+        if report.failed:
+            summary += f"; UNDO FAILED (needs a human): {report.failed}"
+        raise AirflowFailException(summary)
+
+
+@dataclass(frozen=True)
+class SagaStep:
+    """A step for ``saga_chain``: a task id, a ``@saga_step`` action and its parameters."""
+
+    task_id: str
+    action: str
+    params: dict[str, Any] | Any = field(default_factory=dict)
+    operator_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def saga_chain(steps: Sequence[SagaStep], *, compensate_task_id: str = "compensate") -> tuple[list[BaseOperator], CompensateOperator]:
+    """Create the step tasks in order and the compensate task that ends the saga.
+
+    Must be called inside a DAG context. Returns (step tasks, compensate task).
+    """
+    if not steps:
+        raise ValueError("a saga needs at least one step")
+    tasks: list[BaseOperator] = []
+    for index, step in enumerate(steps):
+        resolve_action(step.action)  # fail at parse time on a typo, before any money moves
+        task = SagaStepOperator(
+            task_id=step.task_id, action=step.action, step_params=step.params, step_index=index, **step.operator_kwargs
+        )
+        if tasks:
+            tasks[-1] >> task
+        tasks.append(task)
+    compensate_task = CompensateOperator(task_id=compensate_task_id, step_task_ids=[s.task_id for s in steps])
+    tasks >> compensate_task
+    return tasks, compensate_task

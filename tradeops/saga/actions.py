@@ -1,0 +1,130 @@
+"""Money-moving saga steps, each side by side with its named undo.
+
+Every action uses the step's idempotency key as the venue's client order id / transfer id, so a
+retried step finds its earlier effect instead of acting twice. Every undo asks the venue what
+actually happened before acting, and derives its own key from the step's key.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tradeops.errors import InvalidOrderError, TemporaryVenueError
+from tradeops.model import (
+    MarketKind,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    TransferStatus,
+    parse_symbol,
+    to_jsonable,
+)
+from tradeops.saga.core import Params, UndoOutcome, UndoResult, saga_step
+from tradeops.saga.keys import undo_key
+from tradeops.venues.factory import open_venue
+
+
+def _decimal(params: Params, name: str) -> Decimal:
+    try:
+        value = Decimal(str(params[name]))
+    except KeyError:
+        raise InvalidOrderError(f"step parameter '{name}' is missing") from None
+    except InvalidOperation:
+        raise InvalidOrderError(f"step parameter '{name}' is not a number: {params[name]!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise InvalidOrderError(f"step parameter '{name}' must be a positive number, got {value}")
+    return value
+
+
+def _required(params: Params, name: str) -> str:
+    value = params.get(name)
+    if not value:
+        raise InvalidOrderError(f"step parameter '{name}' is missing")
+    return str(value)
+
+
+def order_request(params: Params, key: str) -> OrderRequest:
+    """Build the order of a ``place_order`` step from its parameters."""
+    try:
+        side = Side(_required(params, "side"))
+        order_type = OrderType(params.get("order_type", "market"))
+    except ValueError as exc:
+        raise InvalidOrderError(f"step parameter: {exc}") from None
+    price = params.get("price")
+    return OrderRequest(
+        venue=_required(params, "venue"),
+        symbol=_required(params, "symbol"),
+        side=side,
+        amount=_decimal(params, "amount"),
+        client_order_id=key,
+        order_type=order_type,
+        price=_decimal(params, "price") if price is not None else None,
+        reduce_only=bool(params.get("reduce_only", False)),
+    )
+
+
+@saga_step(undo="undo_place_order")
+def place_order(params: Params, key: str) -> dict[str, Any]:
+    """Place one order; the step's key is its client order id."""
+    request = order_request(params, key)
+    order = open_venue(request.venue).place_order(request)
+    return to_jsonable(order)
+
+
+def undo_place_order(params: Params, key: str) -> UndoResult:
+    """Cancel what is still open and trade back what was filled (reduce-only for perps)."""
+    request = order_request(params, key)
+    venue = open_venue(request.venue)
+    order = venue.get_order(key, request.symbol)
+    if order is None:
+        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": "venue has no such order"})
+    if order.status is OrderStatus.OPEN:
+        order = venue.cancel_order(key, request.symbol) or order
+    if order.filled == 0:
+        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": f"order {order.status.value}, nothing filled"})
+    is_perp = parse_symbol(request.symbol)[2] is MarketKind.PERP
+    reverse = OrderRequest(
+        venue=request.venue,
+        symbol=request.symbol,
+        side=request.side.opposite(),
+        amount=order.filled,
+        client_order_id=undo_key(key),
+        reduce_only=is_perp and not request.reduce_only,
+    )
+    reversed_order = venue.place_order(reverse, compensating=True)
+    return UndoResult(UndoOutcome.UNDONE, {"original": to_jsonable(order), "reverse": to_jsonable(reversed_order)})
+
+
+@saga_step(undo="undo_withdraw")
+def withdraw(params: Params, key: str) -> dict[str, Any]:
+    """Move funds from one venue to another; the step's key is the transfer id."""
+    transfer = open_venue(_required(params, "venue")).withdraw(
+        transfer_id=key,
+        asset=_required(params, "asset"),
+        amount=_decimal(params, "amount"),
+        to_venue=_required(params, "to_venue"),
+        network=_required(params, "network"),
+    )
+    return to_jsonable(transfer)
+
+
+def undo_withdraw(params: Params, key: str) -> UndoResult:
+    """Send back what arrived, once it has arrived (a pending transfer is retried later)."""
+    source = _required(params, "venue")
+    transfer = open_venue(source).get_transfer(key)
+    if transfer is None or transfer.status is TransferStatus.FAILED:
+        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": "no transfer left the venue"})
+    if transfer.status is TransferStatus.PENDING:
+        raise TemporaryVenueError(
+            f"transfer {key} is still pending until {transfer.settles_at}; it can be sent back once settled"
+        )
+    back = open_venue(transfer.to_venue).withdraw(
+        transfer_id=undo_key(key),
+        asset=transfer.asset,
+        amount=transfer.received,
+        to_venue=source,
+        network=transfer.network,
+    )
+    return UndoResult(UndoOutcome.UNDONE, {"original": to_jsonable(transfer), "reverse": to_jsonable(back)})
