@@ -141,3 +141,18 @@ class CircuitBreaker:
         with transaction(self._engine or get_engine()) as conn:
             self._row(conn)
             self._write(conn, BreakerState.CLOSED, 0, None)
+
+
+def all_statuses(engine: Engine | None = None) -> list[BreakerStatus]:
+    """Every venue's breaker that has ever been used."""
+    with transaction(engine or get_engine()) as conn:
+        rows = conn.execute(select(circuit_breakers).order_by(circuit_breakers.c.venue)).all()
+    return [
+        BreakerStatus(
+            venue=r.venue,
+            state=BreakerState(r.state),
+            consecutive_failures=r.consecutive_failures,
+            opened_until=r.opened_until,
+        )
+        for r in rows
+    ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Engine, Integer, String, Table, Text, insert, select
+from sqlalchemy import Column, Engine, Integer, String, Table, Text, func, insert, select
 
 from tradeops.db import UTCDateTime, get_engine, metadata, transaction, utcnow
 from tradeops.model import to_jsonable
@@ -100,4 +100,49 @@ def entries(run_id: str, dag_id: str | None = None, engine: Engine | None = None
             at=r.at,
         )
         for r in rows
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    dag_id: str
+    run_id: str
+    first_at: datetime
+    last_at: datetime
+    steps_succeeded: int
+    steps_failed: int
+    undone: int
+    undo_failed: int
+
+
+def recent_runs(limit: int = 20, engine: Engine | None = None) -> list[RunSummary]:
+    """The most recent saga runs, newest first, with counts of step and undo outcomes."""
+    c = saga_ledger.c
+    with transaction(engine or get_engine()) as conn:
+        latest = conn.execute(
+            select(c.dag_id, c.run_id, func.min(c.at).label("first_at"), func.max(c.at).label("last_at"))
+            .group_by(c.dag_id, c.run_id)
+            .order_by(func.max(c.id).desc())
+            .limit(limit)
+        ).all()
+        counts = {
+            (r.dag_id, r.run_id, r.kind, r.outcome): r.n
+            for r in conn.execute(
+                select(c.dag_id, c.run_id, c.kind, c.outcome, func.count().label("n"))
+                .where(c.run_id.in_([row.run_id for row in latest]))
+                .group_by(c.dag_id, c.run_id, c.kind, c.outcome)
+            )
+        }
+    return [
+        RunSummary(
+            dag_id=row.dag_id,
+            run_id=row.run_id,
+            first_at=row.first_at,
+            last_at=row.last_at,
+            steps_succeeded=counts.get((row.dag_id, row.run_id, "action", "succeeded"), 0),
+            steps_failed=counts.get((row.dag_id, row.run_id, "action", "failed"), 0),
+            undone=counts.get((row.dag_id, row.run_id, "undo", "undone"), 0),
+            undo_failed=counts.get((row.dag_id, row.run_id, "undo", "undo_failed"), 0),
+        )
+        for row in latest
     ]
