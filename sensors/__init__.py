@@ -1,0 +1,1 @@
+"""Thin Airflow sensors over ``tradeops``: conditions DAGs wait for."""
