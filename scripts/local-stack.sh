@@ -50,7 +50,7 @@ print_access() {
     echo "Login:       $(python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(*(f"{u} / {p}" for u, p in d.items()))' "$password_file")"
     echo "             (generated on first start; kept in $password_file)"
   fi
-  echo "Kafka:       $(tradeops kafka status --bootstrap-only 2>/dev/null || echo unknown)"
+  echo "Kafka:       $(python -c 'from tradeops.kafka.broker import bootstrap_servers; print(bootstrap_servers())')"
   echo "Stop with:   make stop"
 }
 

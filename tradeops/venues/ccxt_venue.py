@@ -1,0 +1,762 @@
+"""A live venue over ccxt's unified API (one account on one exchange).
+
+Three rules shape this module:
+
+* No ccxt exception escapes. Every public method runs under ``_venue_call``, which maps the
+  vendor error onto ``tradeops.errors`` through ``ERROR_RULES`` (a table, most specific first).
+* No retries here. ccxt's own ``maxRetriesOnFailure`` is forced to 0 and nothing loops on
+  errors: retry and backoff belong to the saga layer, which knows whether a step is safe to
+  repeat. What this adapter does instead is make repeating safe: ``place_order`` and
+  ``withdraw`` look the client id up before acting and return what already exists.
+* Exchange quirks are data (``QUIRKS``, after freqtrade's ``_ft_has``), not branches.
+
+Credentials are handed to ccxt and never logged: ccxt's debug log of request headers goes to a
+logger capped at INFO, and error messages are scrubbed of credential values.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import ccxt
+
+from tradeops.config import VenueConfig
+from tradeops.errors import (
+    AuthenticationError,
+    ConfigError,
+    InsufficientFundsError,
+    InvalidOrderError,
+    NotFoundError,
+    OperationalError,
+    TemporaryVenueError,
+    VenueError,
+)
+from tradeops.model import (
+    Balance,
+    Candle,
+    FundingRate,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    Transfer,
+    TransferStatus,
+)
+from tradeops.venues.base import Venue
+
+log = logging.getLogger(__name__)
+_ccxt_log = logging.getLogger(f"{__name__}.ccxt")
+_ccxt_log.setLevel(logging.INFO)  # ccxt logs request headers (API key, passphrase) at DEBUG
+
+CREDENTIAL_KEYS = frozenset({"apiKey", "secret", "password", "uid"})
+Raw = dict[str, Any]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# --------------------------------------------------------------------------------------------
+# error translation
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """``ccxt_error`` (or a subclass) becomes ``error``; ``methods`` limits the rule to those calls."""
+
+    ccxt_error: type[Exception]
+    error: type[VenueError]
+    methods: frozenset[str] | None = None
+
+    def matches(self, exc: Exception, method: str) -> bool:
+        return isinstance(exc, self.ccxt_error) and (self.methods is None or method in self.methods)
+
+
+LOOKUP_METHODS = frozenset({"get_order", "cancel_order", "get_transfer"})
+
+ERROR_RULES: tuple[ErrorRule, ...] = (
+    # looking something up that is not there; elsewhere it is an invalid order (row below)
+    ErrorRule(ccxt.OrderNotFound, NotFoundError, LOOKUP_METHODS),
+    ErrorRule(ccxt.InsufficientFunds, InsufficientFundsError),
+    ErrorRule(ccxt.AccountSuspended, AuthenticationError),
+    ErrorRule(ccxt.PermissionDenied, AuthenticationError),
+    ErrorRule(ccxt.AuthenticationError, AuthenticationError),
+    ErrorRule(ccxt.OrderNotFillable, InvalidOrderError),
+    ErrorRule(ccxt.DuplicateOrderId, InvalidOrderError),
+    ErrorRule(ccxt.InvalidOrder, InvalidOrderError),
+    ErrorRule(ccxt.InvalidAddress, InvalidOrderError),
+    ErrorRule(ccxt.BadSymbol, InvalidOrderError),
+    ErrorRule(ccxt.BadRequest, InvalidOrderError),
+    ErrorRule(ccxt.ArgumentsRequired, InvalidOrderError),
+    # NetworkError is not an ExchangeError: it has its own branch under OperationFailed
+    ErrorRule(ccxt.RequestTimeout, TemporaryVenueError),
+    ErrorRule(ccxt.RateLimitExceeded, TemporaryVenueError),
+    ErrorRule(ccxt.DDoSProtection, TemporaryVenueError),
+    ErrorRule(ccxt.OnMaintenance, TemporaryVenueError),
+    ErrorRule(ccxt.ExchangeNotAvailable, TemporaryVenueError),
+    ErrorRule(ccxt.InvalidNonce, TemporaryVenueError),
+    ErrorRule(ccxt.NetworkError, TemporaryVenueError),
+    ErrorRule(ccxt.CancelPending, TemporaryVenueError),
+    ErrorRule(ccxt.BadResponse, TemporaryVenueError),
+    ErrorRule(ccxt.OperationFailed, TemporaryVenueError),
+    ErrorRule(ccxt.NotSupported, OperationalError),
+    ErrorRule(ccxt.ExchangeError, OperationalError),
+    ErrorRule(ccxt.BaseError, OperationalError),
+)
+_MAX_MESSAGE = 600
+
+
+def translate_ccxt_error(
+    exc: Exception, *, venue: str, method: str, secrets: Iterable[str] = ()
+) -> VenueError:
+    """The project error for ``exc`` raised by ``venue``.``method`` (first matching rule wins).
+
+    A ``VenueError`` passes through unchanged; anything the table does not know (including
+    non-ccxt exceptions while parsing an answer) is an ``OperationalError``: unknown state.
+    """
+    if isinstance(exc, VenueError):
+        return exc
+    error = next((rule.error for rule in ERROR_RULES if rule.matches(exc, method)), OperationalError)
+    return error(_describe(exc, venue, method, secrets))
+
+
+def _describe(exc: Exception, venue: str, method: str, secrets: Iterable[str]) -> str:
+    text = str(exc)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    if len(text) > _MAX_MESSAGE:
+        text = text[:_MAX_MESSAGE] + "..."
+    return f"venue '{venue}' {method}() failed: {type(exc).__name__}: {text}"
+
+
+def _venue_call(func: Callable[Concatenate[CcxtVenue, P], R]) -> Callable[Concatenate[CcxtVenue, P], R]:
+    """Run one public method; translate whatever it raises. Never retries."""
+
+    @functools.wraps(func)
+    def wrapper(self: CcxtVenue, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(self, *args, **kwargs)
+        except VenueError:
+            raise
+        except Exception as exc:
+            raise translate_ccxt_error(
+                exc, venue=self.name, method=func.__name__, secrets=self._secrets
+            ) from exc
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------
+# exchange quirks, as data
+
+
+@dataclass(frozen=True, kw_only=True)
+class VenueQuirks:
+    """What one exchange does differently. The defaults are the conservative guess."""
+
+    client_id_pattern: str = r"[A-Za-z0-9]{1,32}"  # ids outside it are hashed into it
+    fetch_order_by_client_id: bool = False  # fetch_order(params={"clientOrderId": ...}) works
+    symbol_required: frozenset[str] = frozenset(
+        {"fetch_order", "cancel_order", "fetch_open_orders", "fetch_closed_orders", "fetch_canceled_orders"}
+    )
+    duplicate_client_id_markers: tuple[str, ...] = ()  # text in an InvalidOrder meaning "id in use"
+    withdraw_client_id_param: str | None = None  # withdraw/fetch_withdrawals param carrying our id
+    withdrawal_client_id_field: str | None = None  # where a withdrawal row's ``info`` echoes it
+    ohlcv_page_limit: int = 100  # candles one request reliably returns
+
+
+QUIRKS: dict[str, VenueQuirks] = {
+    "okx": VenueQuirks(
+        fetch_order_by_client_id=True,
+        symbol_required=frozenset({"fetch_order", "cancel_order"}),
+        duplicate_client_id_markers=('"51016"',),
+        withdraw_client_id_param="clientId",
+        withdrawal_client_id_field="clientId",
+        ohlcv_page_limit=100,  # history-candles answers at most 100
+    ),
+}
+
+
+def venue_client_id(client_order_id: str, pattern: str) -> str:
+    """``client_order_id`` if the exchange accepts it, else a stable 32-character hash of it."""
+    if re.fullmatch(pattern, client_order_id):
+        return client_order_id
+    return "t" + hashlib.sha256(client_order_id.encode()).hexdigest()[:31]
+
+
+# --------------------------------------------------------------------------------------------
+# conversions (ccxt floats and strings -> Decimal through str, never Decimal(float))
+
+_BALANCE_KEYS_NOT_ASSETS = frozenset({"info", "timestamp", "datetime", "free", "used", "total", "debt"})
+_ORDER_STATUS = {
+    "open": OrderStatus.OPEN,
+    "closed": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.CANCELED,
+    "rejected": OrderStatus.REJECTED,
+}
+_ORDER_LISTS = (
+    ("fetch_open_orders", "fetchOpenOrders"),
+    ("fetch_closed_orders", "fetchClosedOrders"),
+    ("fetch_canceled_orders", "fetchCanceledOrders"),
+)
+_TRANSFER_STATUS = {
+    "ok": TransferStatus.SETTLED,
+    "failed": TransferStatus.FAILED,
+    "canceled": TransferStatus.FAILED,
+}
+
+
+def _dec(value: Any, default: Decimal = Decimal(0)) -> Decimal:
+    if value is None or value == "":
+        return default
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _dec_or_none(value: Any) -> Decimal | None:
+    return None if value is None or value == "" else _dec(value)
+
+
+def _from_ms(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(value))
+
+
+def _to_ms(value: datetime) -> int:
+    moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _candle(row: list[Any]) -> Candle:
+    ts = _from_ms(row[0])
+    assert ts is not None
+    return Candle(
+        ts=ts, open=_dec(row[1]), high=_dec(row[2]), low=_dec(row[3]), close=_dec(row[4]), volume=_dec(row[5])
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# building the ccxt exchange
+
+
+def _build_exchange(name: str, config: VenueConfig, credentials: Mapping[str, str]) -> Any:
+    if not config.ccxt_id:
+        raise ConfigError(f"venues.{name}.ccxt_id", "a ccxt venue needs ccxt_id")
+    exchange_class = getattr(ccxt, config.ccxt_id, None)
+    if not (isinstance(exchange_class, type) and issubclass(exchange_class, ccxt.Exchange)):
+        raise ConfigError(f"venues.{name}.ccxt_id", f"ccxt has no exchange '{config.ccxt_id}'")
+    unknown = set(credentials) - CREDENTIAL_KEYS
+    if unknown:
+        raise ConfigError(
+            f"venues.{name}.credentials", f"unknown keys {sorted(unknown)}; use {sorted(CREDENTIAL_KEYS)}"
+        )
+    exchange = exchange_class({**credentials, "enableRateLimit": True, "options": dict(config.options)})
+    if config.sandbox:
+        try:
+            exchange.set_sandbox_mode(True)
+        except ccxt.BaseError as exc:
+            raise ConfigError(f"venues.{name}.sandbox", f"{config.ccxt_id} has no sandbox: {exc}") from None
+    return exchange
+
+
+def _override_api_urls(exchange: Any, urls: Mapping[str, Any]) -> None:
+    current = exchange.urls.get("api")
+    merged = exchange.deep_extend(current, dict(urls)) if isinstance(current, dict) else dict(urls)
+    exchange.urls["api"] = merged
+
+
+def _credential_values(exchange: Any) -> tuple[str, ...]:
+    """What to scrub from error messages (whether we or the caller built the exchange)."""
+    values = (getattr(exchange, key, None) for key in sorted(CREDENTIAL_KEYS))
+    return tuple(value for value in values if isinstance(value, str) and value)
+
+
+def _harden(exchange: Any) -> None:
+    """No hidden retries, rate limiting on, no request dumps with credentials in the log."""
+    exchange.enableRateLimit = True
+    exchange.options["maxRetriesOnFailure"] = 0
+    exchange.options["maxRetriesOnFailureDelay"] = 0
+    exchange.verbose = False
+    exchange.logger = _ccxt_log
+
+
+# --------------------------------------------------------------------------------------------
+# the venue
+
+
+class CcxtVenue(Venue):
+    """One account on one exchange through ccxt's unified, synchronous API.
+
+    ``urls`` replaces (deep-merges into) the exchange's ``urls['api']``; tests point it at a
+    local server. ``exchange`` injects a ready ccxt instance instead of building one.
+    ``withdrawal_addresses`` maps ``(to_venue, asset, network)`` to a deposit address.
+
+    Not thread-safe (one ccxt session per instance): use one instance per task or worker.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: VenueConfig,
+        *,
+        credentials: Mapping[str, str] | None = None,
+        urls: Mapping[str, Any] | None = None,
+        exchange: Any | None = None,
+        withdrawal_addresses: Mapping[tuple[str, str, str], str] | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._exchange = (
+            exchange if exchange is not None else _build_exchange(name, config, credentials or {})
+        )
+        self._secrets = _credential_values(self._exchange)
+        if urls:
+            _override_api_urls(self._exchange, urls)
+        _harden(self._exchange)
+        self.quirks = QUIRKS.get(self._exchange.id, VenueQuirks())
+        self._addresses = dict(withdrawal_addresses or {})
+        self._client_ids: dict[str, str] = {}  # venue-side client id -> ours
+        self._withdrawal_ids: dict[str, str] = {}  # our transfer id -> venue withdrawal id
+
+    @property
+    def exchange(self) -> Any:
+        """The underlying ccxt exchange (for diagnostics and tests)."""
+        return self._exchange
+
+    def __repr__(self) -> str:
+        return f"CcxtVenue(name={self.name!r}, exchange={self._exchange.id!r})"
+
+    @_venue_call
+    def load_markets(self) -> None:
+        """Load markets now rather than inside the first call (optional warm-up)."""
+        self._exchange.load_markets()
+
+    # ---- account ---------------------------------------------------------------------------
+
+    @_venue_call
+    def balances(self) -> dict[str, Balance]:
+        raw = self._exchange.fetch_balance()
+        return {
+            asset: Balance(
+                venue=self.name, asset=asset, free=_dec(entry.get("free")), used=_dec(entry.get("used"))
+            )
+            for asset, entry in raw.items()
+            if asset not in _BALANCE_KEYS_NOT_ASSETS and isinstance(entry, dict)
+        }
+
+    @_venue_call
+    def positions(self) -> list[Position]:
+        self._exchange.load_markets()
+        found = [self._position(raw) for raw in self._exchange.fetch_positions() if self._is_linear_perp(raw)]
+        return [position for position in found if position.size != 0]
+
+    def _is_linear_perp(self, raw: Raw) -> bool:
+        market = self._exchange.markets.get(raw.get("symbol")) or {}
+        return bool(market.get("swap") and market.get("linear"))
+
+    def _position(self, raw: Raw) -> Position:
+        size = _dec(raw.get("contracts")) * _dec(raw.get("contractSize"), Decimal(1))
+        return Position(
+            venue=self.name,
+            symbol=raw["symbol"],
+            size=-size if raw.get("side") == "short" else size,
+            entry_price=_dec(raw.get("entryPrice")),
+            mark_price=_dec(raw.get("markPrice")),
+            unrealized_pnl=_dec(raw.get("unrealizedPnl")),
+        )
+
+    # ---- market data -----------------------------------------------------------------------
+
+    @_venue_call
+    def mark_price(self, symbol: str) -> Decimal:
+        market = self._market(symbol)
+        if market.get("contract") and self._exchange.has.get("fetchMarkPrice"):
+            ticker = self._exchange.fetch_mark_price(symbol)
+        else:
+            ticker = self._exchange.fetch_ticker(symbol)
+        price = next((ticker.get(key) for key in ("markPrice", "last", "close") if ticker.get(key)), None)
+        if price is None:
+            raise OperationalError(f"venue '{self.name}' mark_price(): no price for {symbol} in the ticker")
+        return _dec(price)
+
+    @_venue_call
+    def funding_rates(self, symbols: list[str] | None = None) -> dict[str, FundingRate]:
+        wanted = self._perp_symbols(symbols)
+        if not wanted:
+            return {}
+        if self._exchange.has.get("fetchFundingRates"):
+            raw = self._exchange.fetch_funding_rates(wanted)
+        else:
+            raw = {symbol: self._exchange.fetch_funding_rate(symbol) for symbol in wanted}
+        return {symbol: self._funding_rate(symbol, raw[symbol]) for symbol in wanted if symbol in raw}
+
+    def _perp_symbols(self, symbols: list[str] | None) -> list[str]:
+        """The symbols asked for; else the configured perps; else every linear perp listed."""
+        if symbols is not None:
+            return list(symbols)
+        configured = [market for market in self.config.markets if ":" in market]
+        if configured:
+            return configured
+        self._exchange.load_markets()
+        return [s for s, m in self._exchange.markets.items() if m.get("swap") and m.get("linear")]
+
+    def _funding_rate(self, symbol: str, raw: Raw) -> FundingRate:
+        return FundingRate(
+            venue=self.name,
+            symbol=symbol,
+            rate=_dec(raw.get("fundingRate")),
+            interval_hours=self._interval_hours(raw.get("interval")),
+            mark_price=_dec_or_none(raw.get("markPrice")),
+            next_funding_at=_from_ms(raw.get("fundingTimestamp") or raw.get("nextFundingTimestamp")),
+        )
+
+    def _interval_hours(self, interval: str | None) -> int:
+        """Whole hours of a ccxt interval such as "8h"; otherwise the configured interval."""
+        try:
+            seconds = int(self._exchange.parse_timeframe(interval)) if interval else 0
+        except (ccxt.BaseError, ValueError, KeyError, TypeError):
+            seconds = 0
+        if seconds <= 0 or seconds % 3600:
+            return self.config.funding_interval_hours
+        return seconds // 3600
+
+    @_venue_call
+    def ohlcv(
+        self,
+        symbol: str,
+        timeframe: str = "1h",
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Candle]:
+        step_ms = int(self._exchange.parse_timeframe(timeframe)) * 1000
+        if since is None and limit is None:
+            return [_candle(row) for row in self._exchange.fetch_ohlcv(symbol, timeframe)]
+        start = _to_ms(since) if since is not None else self._latest_start(step_ms, limit or 0)
+        return [_candle(row) for row in self._paginate_ohlcv(symbol, timeframe, start, limit, step_ms)]
+
+    def _latest_start(self, step_ms: int, count: int) -> int:
+        return (int(self._exchange.milliseconds()) // step_ms - count + 1) * step_ms
+
+    def _paginate_ohlcv(
+        self, symbol: str, timeframe: str, start: int, limit: int | None, step_ms: int
+    ) -> list[list[Any]]:
+        """Walk forward page by page until ``limit`` candles or a page brings nothing new."""
+        by_ts: dict[int, list[Any]] = {}
+        cursor = start
+        while limit is None or len(by_ts) < limit:
+            page = self.quirks.ohlcv_page_limit
+            if limit is not None:
+                page = min(page, limit - len(by_ts))
+            rows = self._exchange.fetch_ohlcv(symbol, timeframe, cursor, page)
+            fresh = {int(row[0]): row for row in rows if int(row[0]) >= cursor and int(row[0]) not in by_ts}
+            if not fresh:
+                break
+            by_ts.update(fresh)
+            cursor = max(by_ts) + step_ms
+        ordered = [by_ts[ts] for ts in sorted(by_ts)]
+        return ordered if limit is None else ordered[:limit]
+
+    # ---- orders ----------------------------------------------------------------------------
+
+    @_venue_call
+    def place_order(self, request: OrderRequest) -> Order:
+        """Look the client order id up first, then place; a "duplicate id" answer also resolves
+        to the existing order. So a retry after a timeout (order placed, answer lost) is safe."""
+        existing = self._find_order(request.client_order_id, request.symbol)
+        if existing is not None:
+            log.info(
+                "%s: order %s already exists as %s; not placing it again",
+                self.name,
+                request.client_order_id,
+                existing.order_id,
+            )
+            return existing
+        try:
+            raw = self._create_order(request)
+        except ccxt.InvalidOrder as exc:
+            found = (
+                self._find_order(request.client_order_id, request.symbol) if self._is_duplicate(exc) else None
+            )
+            if found is None:
+                raise
+            return found
+        log.info(
+            "%s: placed %s %s %s %s as %s",
+            self.name,
+            request.side.value,
+            request.amount,
+            request.symbol,
+            request.client_order_id,
+            raw.get("id"),
+        )
+        return self._placed(raw, request)
+
+    def _create_order(self, request: OrderRequest) -> Raw:
+        market = self._market(request.symbol)
+        params: dict[str, Any] = {"clientOrderId": self._venue_client_id(request.client_order_id)}
+        if request.reduce_only:
+            params["reduceOnly"] = True
+        price = float(request.price) if request.order_type is OrderType.LIMIT and request.price else None
+        amount = request.amount / self._contract_size(market)
+        return self._exchange.create_order(
+            request.symbol, request.order_type.value, request.side.value, float(amount), price, params
+        )
+
+    def _is_duplicate(self, exc: ccxt.InvalidOrder) -> bool:
+        text = str(exc)
+        return isinstance(exc, ccxt.DuplicateOrderId) or any(
+            m in text for m in self.quirks.duplicate_client_id_markers
+        )
+
+    def _placed(self, raw: Raw, request: OrderRequest) -> Order:
+        """The order as the venue now reports it (create answers are often just an id)."""
+        if raw.get("status") is not None and raw.get("amount") is not None:
+            return self._order(raw)
+        found = self._find_order(request.client_order_id, request.symbol)
+        if found is not None:
+            return found
+        return Order(
+            venue=self.name,
+            order_id=str(raw.get("id") or ""),
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            order_type=request.order_type,
+            amount=request.amount,
+            filled=Decimal(0),
+            status=OrderStatus.OPEN,
+            price=request.price,
+            reduce_only=request.reduce_only,
+        )
+
+    @_venue_call
+    def get_order(self, client_order_id: str, symbol: str | None = None) -> Order | None:
+        return self._find_order(client_order_id, symbol)
+
+    @_venue_call
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        self._exchange.load_markets()
+        symbols = self._symbols_for("fetch_open_orders", symbol)
+        return [self._order(raw) for each in symbols for raw in self._exchange.fetch_open_orders(each)]
+
+    @_venue_call
+    def cancel_order(self, client_order_id: str, symbol: str | None = None) -> Order | None:
+        order = self._find_order(client_order_id, symbol)
+        if order is None or order.status is not OrderStatus.OPEN:
+            return order
+        try:
+            self._exchange.cancel_order(order.order_id, order.symbol)
+            log.info("%s: canceled order %s (%s)", self.name, client_order_id, order.order_id)
+        except ccxt.OrderNotFound:
+            log.info("%s: order %s was closed before the cancel arrived", self.name, client_order_id)
+        return self._find_order(client_order_id, order.symbol)
+
+    def _find_order(self, client_order_id: str, symbol: str | None) -> Order | None:
+        self._exchange.load_markets()
+        venue_id = self._venue_client_id(client_order_id)
+        if self.quirks.fetch_order_by_client_id:
+            raw = self._fetch_order_by_client_id(venue_id, symbol)
+        else:
+            raw = self._search_orders(venue_id, symbol)
+        return None if raw is None else self._order(raw)
+
+    def _fetch_order_by_client_id(self, venue_id: str, symbol: str | None) -> Raw | None:
+        for each in self._symbols_for("fetch_order", symbol):
+            try:
+                return self._exchange.fetch_order(None, each, {"clientOrderId": venue_id})
+            except ccxt.OrderNotFound:
+                continue
+        return None
+
+    def _search_orders(self, venue_id: str, symbol: str | None) -> Raw | None:
+        """For exchanges whose fetch_order cannot take a client id: scan open, closed, canceled."""
+        for method, capability in _ORDER_LISTS:
+            if not self._exchange.has.get(capability):
+                continue
+            for each in self._symbols_for(method, symbol):
+                for raw in getattr(self._exchange, method)(each):
+                    if raw.get("clientOrderId") == venue_id:
+                        return raw
+        return None
+
+    def _symbols_for(self, method: str, symbol: str | None) -> list[str | None]:
+        if symbol is not None:
+            return [symbol]
+        if method in self.quirks.symbol_required:
+            return list(self.config.markets)
+        return [None]
+
+    def _venue_client_id(self, client_id: str) -> str:
+        venue_id = venue_client_id(client_id, self.quirks.client_id_pattern)
+        self._client_ids[venue_id] = client_id
+        return venue_id
+
+    def _order(self, raw: Raw) -> Order:
+        size = self._contract_size(self._exchange.markets.get(raw["symbol"]) or {})
+        fee = raw.get("fee") or {}
+        venue_id = raw.get("clientOrderId") or ""
+        return Order(
+            venue=self.name,
+            order_id=str(raw.get("id") or ""),
+            client_order_id=self._client_ids.get(venue_id, venue_id),
+            symbol=raw["symbol"],
+            side=Side(raw["side"]),
+            order_type=OrderType.MARKET if raw.get("type") == "market" else OrderType.LIMIT,
+            amount=_dec(raw.get("amount")) * size,
+            filled=_dec(raw.get("filled")) * size,
+            status=_ORDER_STATUS.get(raw.get("status") or "open", OrderStatus.OPEN),
+            price=_dec_or_none(raw.get("price")),
+            average_price=_dec_or_none(raw.get("average")),
+            fee=_dec(fee.get("cost")),
+            fee_asset=fee.get("currency") or "",
+            reduce_only=bool(raw.get("reduceOnly")),
+            created_at=_from_ms(raw.get("timestamp")),
+        )
+
+    def _market(self, symbol: str) -> Raw:
+        self._exchange.load_markets()
+        return self._exchange.market(symbol)
+
+    @staticmethod
+    def _contract_size(market: Raw) -> Decimal:
+        """Base units per contract: ccxt amounts on contract markets count contracts."""
+        return _dec(market.get("contractSize"), Decimal(1)) if market.get("contract") else Decimal(1)
+
+    # ---- transfers -------------------------------------------------------------------------
+
+    @_venue_call
+    def withdraw(
+        self,
+        *,
+        transfer_id: str,
+        asset: str,
+        amount: Decimal,
+        to_venue: str,
+        network: str,
+    ) -> Transfer:
+        address = self._address(to_venue, asset, network)
+        existing = self._find_transfer(transfer_id)
+        if existing is not None:
+            log.info("%s: withdrawal %s already exists; not sending it again", self.name, transfer_id)
+            return existing
+        params: dict[str, Any] = {"network": network}
+        if self.quirks.withdraw_client_id_param:
+            params[self.quirks.withdraw_client_id_param] = self._venue_transfer_id(transfer_id)
+        raw = self._exchange.withdraw(asset, float(amount), address, params=params)
+        if raw.get("id") is not None:
+            self._withdrawal_ids[transfer_id] = str(raw["id"])
+        log.info(
+            "%s: withdrawal %s of %s %s to %s over %s sent as %s",
+            self.name,
+            transfer_id,
+            amount,
+            asset,
+            to_venue,
+            network,
+            raw.get("id"),
+        )
+        return self._transfer(
+            raw, transfer_id, asset=asset, amount=amount, to_venue=to_venue, network=network
+        )
+
+    @_venue_call
+    def get_transfer(self, transfer_id: str) -> Transfer | None:
+        return self._find_transfer(transfer_id)
+
+    def _find_transfer(self, transfer_id: str) -> Transfer | None:
+        raw = self._fetch_withdrawal(transfer_id)
+        if raw is None:
+            return None
+        to_venue = self._venue_of(raw.get("address") or raw.get("addressTo"))
+        return self._transfer(
+            raw,
+            transfer_id,
+            asset=raw.get("currency") or "",
+            amount=_dec(raw.get("amount")),
+            to_venue=to_venue,
+            network=raw.get("network") or "",
+        )
+
+    def _fetch_withdrawal(self, transfer_id: str) -> Raw | None:
+        """Match by our id on the venue when it keeps one; else through this process's memory."""
+        param, echo = self.quirks.withdraw_client_id_param, self.quirks.withdrawal_client_id_field
+        if param and echo:
+            venue_id = self._venue_transfer_id(transfer_id)
+            rows = self._exchange.fetch_withdrawals(params={param: venue_id})
+            return next((row for row in rows if (row.get("info") or {}).get(echo) == venue_id), None)
+        withdrawal_id = self._withdrawal_ids.get(transfer_id)
+        if withdrawal_id is None:
+            return None
+        return next(
+            (row for row in self._exchange.fetch_withdrawals() if str(row.get("id")) == withdrawal_id), None
+        )
+
+    def _venue_transfer_id(self, transfer_id: str) -> str:
+        return venue_client_id(transfer_id, self.quirks.client_id_pattern)
+
+    def _address(self, to_venue: str, asset: str, network: str) -> str:
+        try:
+            return self._addresses[(to_venue, asset, network)]
+        except KeyError:
+            raise OperationalError(
+                f"venue '{self.name}' withdraw(): no deposit address configured for {asset} "
+                f"on '{to_venue}' over {network}"
+            ) from None
+
+    def _venue_of(self, address: str | None) -> str:
+        return next(
+            (venue for (venue, _, _), known in self._addresses.items() if known == address), address or ""
+        )
+
+    def _transfer(
+        self, raw: Raw, transfer_id: str, *, asset: str, amount: Decimal, to_venue: str, network: str
+    ) -> Transfer:
+        status = _TRANSFER_STATUS.get(raw.get("status") or "", TransferStatus.PENDING)
+        created = _from_ms(raw.get("timestamp"))
+        fee = (raw.get("fee") or {}).get("cost")
+        return Transfer(
+            transfer_id=transfer_id,
+            asset=asset,
+            amount=amount,
+            from_venue=self.name,
+            to_venue=to_venue,
+            network=network,
+            fee=_dec(fee) if fee is not None else self._network_fee(asset, network),
+            status=status,
+            created_at=created,
+            settles_at=_from_ms(raw.get("updated")) if status is TransferStatus.SETTLED else None,
+        )
+
+    def _network_fee(self, asset: str, network: str) -> Decimal:
+        """The venue's published fee for the route, else the configured one, else zero."""
+        networks = ((self._exchange.currencies or {}).get(asset) or {}).get("networks") or {}
+        published = (networks.get(network) or {}).get("fee")
+        if published is not None:
+            return _dec(published)
+        route = self.config.withdrawal.get(asset, {}).get(network)
+        return route.fee if route is not None else Decimal(0)
+
+    def close(self) -> None:
+        session = getattr(self._exchange, "session", None)
+        if session is not None:
+            session.close()
+
+
+__all__ = [
+    "ERROR_RULES",
+    "QUIRKS",
+    "CcxtVenue",
+    "ErrorRule",
+    "VenueQuirks",
+    "translate_ccxt_error",
+    "venue_client_id",
+]
