@@ -48,6 +48,9 @@ class VenueConfig(_Frozen):
     funding_rates: dict[str, Decimal] = Field(default_factory=dict)
     initial_balances: dict[str, Decimal] = Field(default_factory=dict)
     withdrawal: dict[str, dict[str, NetworkRoute]] = Field(default_factory=dict)
+    # This venue's own deposit addresses (asset -> network -> address): where other venues send
+    # funds. Public data, not secrets; live venues need them for withdrawals to this venue.
+    deposit_addresses: dict[str, dict[str, str]] = Field(default_factory=dict)
     sandbox: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -133,6 +136,15 @@ class Settings(_Frozen):
                 if missing:
                     raise ValueError(f"paper.prices has no price for {sorted(missing)} (venue '{name}')")
         return self
+
+    def deposit_addresses(self) -> dict[tuple[str, str, str], str]:
+        """Every configured deposit address as (venue, asset, network) -> address."""
+        return {
+            (venue, asset, network): address
+            for venue, config in self.venues.items()
+            for asset, networks in config.deposit_addresses.items()
+            for network, address in networks.items()
+        }
 
     def venue(self, name: str) -> VenueConfig:
         try:

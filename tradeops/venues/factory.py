@@ -72,7 +72,12 @@ def open_raw_venue(name: str, *, settings: Settings | None = None, engine: Engin
 
     if not config.connection_id:
         raise AuthenticationError(f"venue '{name}' is live but has no connection_id")
-    return CcxtVenue(name, config, credentials=_credentials_provider(config.connection_id))
+    return CcxtVenue(
+        name,
+        config,
+        credentials=_credentials_provider(config.connection_id),
+        withdrawal_addresses=settings.deposit_addresses(),
+    )
 
 
 def open_venue(
