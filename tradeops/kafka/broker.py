@@ -272,6 +272,8 @@ def render_server_properties(config: KafkaConfig, data_dir: Path) -> str:
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
         "log.cleaner.threads": "1",
+        # Topics are created on purpose (tradeops kafka up); a typo must not create a new one.
+        "auto.create.topics.enable": "false",
         "log.cleaner.dedupe.buffer.size": "4194304",
     }
     header = (

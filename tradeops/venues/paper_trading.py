@@ -1,0 +1,342 @@
+"""Order matching of the paper exchange: place, fill, rest, cancel (one connection, venue locked).
+
+Market orders and marketable limit orders fill at once at the mark price as taker. A limit
+order that is not marketable rests as OPEN with its funds reserved (balance ``used``) and fills
+at its limit price as maker when a new mark price crosses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from tradeops.errors import InsufficientFundsError, InvalidOrderError
+from tradeops.model import Fill, MarketKind, Order, OrderRequest, OrderStatus, OrderType, Side
+from tradeops.venues import paper_book as book
+from tradeops.venues.paper_book import ZERO, PositionState, VenueSpec
+from tradeops.venues.paper_tables import fills_table, orders_table
+
+log = logging.getLogger(__name__)
+
+
+def order_from_row(row: Row) -> Order:
+    return Order(
+        venue=row.venue,
+        order_id=row.order_id,
+        client_order_id=row.client_order_id,
+        symbol=row.symbol,
+        side=Side(row.side),
+        order_type=OrderType(row.order_type),
+        amount=row.amount,
+        filled=row.filled,
+        status=OrderStatus(row.status),
+        price=row.price,
+        average_price=row.average_price,
+        fee=row.fee,
+        fee_asset=row.fee_asset,
+        reduce_only=row.reduce_only,
+        created_at=row.created_at,
+    )
+
+
+def fill_from_row(row: Row) -> Fill:
+    return Fill(
+        venue=row.venue,
+        order_id=row.order_id,
+        symbol=row.symbol,
+        side=Side(row.side),
+        amount=row.amount,
+        price=row.price,
+        fee=row.fee,
+        fee_asset=row.fee_asset,
+        at=row.at,
+    )
+
+
+def find_order_row(conn: Connection, venue: str, client_order_id: str) -> Row | None:
+    return conn.execute(
+        select(orders_table).where(
+            orders_table.c.venue == venue, orders_table.c.client_order_id == client_order_id
+        )
+    ).first()
+
+
+def _order_row(conn: Connection, order_id: str) -> Row:
+    return conn.execute(select(orders_table).where(orders_table.c.order_id == order_id)).one()
+
+
+def position_after(state: PositionState, delta: Decimal, price: Decimal) -> tuple[PositionState, Decimal]:
+    """The position after trading signed ``delta`` at ``price``, and the PnL realised by it."""
+    size, entry = state.size, state.entry_price
+    if size == 0 or (size > 0) == (delta > 0):
+        new_size = size + delta
+        new_entry = (abs(size) * entry + abs(delta) * price) / abs(new_size)
+        return PositionState(new_size, new_entry, state.realized_pnl), ZERO
+    closed = min(abs(delta), abs(size))
+    realised = closed * (price - entry) * (1 if size > 0 else -1)
+    new_size = size + delta
+    if new_size == 0:
+        new_entry = ZERO
+    elif (new_size > 0) == (size > 0):
+        new_entry = entry
+    else:
+        new_entry = price
+    return PositionState(new_size, new_entry, state.realized_pnl + realised), realised
+
+
+def check_reduce_only(spec: VenueSpec, size: Decimal, side: Side, amount: Decimal, label: str) -> None:
+    """Reject a reduce-only order that would open, increase or flip the position."""
+    if size == 0 or (size > 0) == (side is Side.BUY):
+        raise InvalidOrderError(
+            f"{spec.name}: reduce-only order {label} ({side.value} {amount}) would increase the "
+            f"position (current size {size}); reduce-only may only shrink it"
+        )
+    if amount > abs(size):
+        raise InvalidOrderError(
+            f"{spec.name}: reduce-only order {label} amount {amount} exceeds the position size "
+            f"{abs(size)} and would flip it; send at most {abs(size)}"
+        )
+
+
+def _is_marketable(side: Side, limit: Decimal, mark: Decimal) -> bool:
+    return mark <= limit if side is Side.BUY else mark >= limit
+
+
+def _reservation(spec: VenueSpec, request: OrderRequest) -> tuple[str | None, Decimal]:
+    """(asset, amount) a resting limit order holds: enough to pay its fill plus the maker fee."""
+    base, quote, kind = spec.market(request.symbol)
+    if request.price is None:
+        raise InvalidOrderError(f"{spec.name}: limit order {request.client_order_id} has no price")
+    notional = request.amount * request.price
+    fee = notional * spec.fee_rate(maker=True)
+    if kind is MarketKind.PERP:
+        if request.reduce_only:
+            return None, ZERO
+        return quote, notional / spec.config.leverage + fee
+    if request.side is Side.BUY:
+        return quote, notional + fee
+    return base, request.amount
+
+
+def place(conn: Connection, spec: VenueSpec, request: OrderRequest, now: datetime) -> Order:
+    """Create the order and fill it or rest it. Raises before anything is written on rejection."""
+    _base, quote, kind = spec.market(request.symbol)
+    if kind is MarketKind.PERP and request.reduce_only:
+        size = book.get_position(conn, spec.name, request.symbol).size
+        check_reduce_only(spec, size, request.side, request.amount, request.client_order_id)
+    mark = book.mark_of(conn, spec.name, request.symbol)
+    seq = book.next_order_seq(conn, spec.name)
+    order_id = f"paper-{spec.name}-{seq}"
+    conn.execute(
+        insert(orders_table).values(
+            order_id=order_id,
+            venue=spec.name,
+            seq=seq,
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side.value,
+            order_type=request.order_type.value,
+            amount=request.amount,
+            filled=ZERO,
+            price=request.price,
+            average_price=None,
+            fee=ZERO,
+            fee_asset=quote,
+            status=OrderStatus.OPEN.value,
+            reduce_only=request.reduce_only,
+            reserved_asset=None,
+            reserved_amount=ZERO,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    row = _order_row(conn, order_id)
+    if request.order_type is OrderType.MARKET or _is_marketable(request.side, request.price or mark, mark):
+        _execute(conn, spec, row, price=mark, maker=False, now=now, check_funds=True)
+    else:
+        _reserve(conn, spec, request, order_id)
+    return order_from_row(_order_row(conn, order_id))
+
+
+def _reserve(conn: Connection, spec: VenueSpec, request: OrderRequest, order_id: str) -> None:
+    asset, amount = _reservation(spec, request)
+    if asset is None:
+        return
+    book.require_available(conn, spec, asset, amount, f"limit order {request.client_order_id}")
+    book.change_balance(conn, spec.name, asset, free=-amount, used=amount)
+    conn.execute(
+        update(orders_table)
+        .where(orders_table.c.order_id == order_id)
+        .values(reserved_asset=asset, reserved_amount=amount)
+    )
+
+
+def _release(conn: Connection, spec: VenueSpec, row: Row) -> None:
+    if row.reserved_asset is None or row.reserved_amount == 0:
+        return
+    book.change_balance(
+        conn, spec.name, row.reserved_asset, free=row.reserved_amount, used=-row.reserved_amount
+    )
+    conn.execute(
+        update(orders_table).where(orders_table.c.order_id == row.order_id).values(reserved_amount=ZERO)
+    )
+
+
+def _execute(
+    conn: Connection,
+    spec: VenueSpec,
+    row: Row,
+    *,
+    price: Decimal,
+    maker: bool,
+    now: datetime,
+    check_funds: bool,
+) -> None:
+    """Fill the whole order at ``price``: move balances / position, record the fill."""
+    side, amount = Side(row.side), row.amount
+    fee = amount * price * spec.fee_rate(maker=maker)
+    if spec.market(row.symbol)[2] is MarketKind.PERP:
+        _apply_perp(conn, spec, row.symbol, side.sign * amount, price, fee, check_funds=check_funds)
+    else:
+        _apply_spot(conn, spec, row.symbol, side, amount, price, fee, check_funds=check_funds)
+    conn.execute(
+        update(orders_table)
+        .where(orders_table.c.order_id == row.order_id)
+        .values(filled=amount, average_price=price, fee=fee, status=OrderStatus.FILLED.value, updated_at=now)
+    )
+    conn.execute(
+        insert(fills_table).values(
+            venue=spec.name,
+            order_id=row.order_id,
+            symbol=row.symbol,
+            side=side.value,
+            amount=amount,
+            price=price,
+            fee=fee,
+            fee_asset=row.fee_asset,
+            liquidity="maker" if maker else "taker",
+            at=now,
+        )
+    )
+    log.info(
+        "%s filled %s %s %s %s @ %s fee %s",
+        spec.name,
+        row.order_id,
+        side.value,
+        amount,
+        row.symbol,
+        price,
+        fee,
+    )
+
+
+def _apply_spot(
+    conn: Connection,
+    spec: VenueSpec,
+    symbol: str,
+    side: Side,
+    amount: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    *,
+    check_funds: bool,
+) -> None:
+    base, quote, _kind = spec.market(symbol)
+    cost = amount * price
+    if side is Side.BUY:
+        if check_funds:
+            book.require_available(conn, spec, quote, cost + fee, f"buying {amount} {base}")
+        book.change_balance(conn, spec.name, quote, free=-(cost + fee))
+        book.change_balance(conn, spec.name, base, free=amount)
+        return
+    if check_funds:
+        book.require_available(conn, spec, base, amount, f"selling {amount} {base}")
+    book.change_balance(conn, spec.name, base, free=-amount)
+    book.change_balance(conn, spec.name, quote, free=cost - fee)
+
+
+def _apply_perp(
+    conn: Connection,
+    spec: VenueSpec,
+    symbol: str,
+    delta: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    *,
+    check_funds: bool,
+) -> None:
+    _base, quote, _kind = spec.market(symbol)
+    before = book.get_position(conn, spec.name, symbol)
+    after, realised = position_after(before, delta, price)
+    grows = abs(after.size) > abs(before.size) or (after.size * before.size) < 0
+    if check_funds and grows:
+        _check_margin(conn, spec, symbol, quote, after.size, realised - fee)
+    book.change_balance(conn, spec.name, quote, free=realised - fee)
+    book.save_position(conn, spec.name, symbol, after)
+
+
+def _check_margin(
+    conn: Connection, spec: VenueSpec, symbol: str, quote: str, new_size: Decimal, cash_change: Decimal
+) -> None:
+    """The wallet after the trade must cover the initial margin of every position after it."""
+    mark = book.mark_of(conn, spec.name, symbol)
+    free, _used = book.get_balance(conn, spec.name, quote)
+    others = book.margin_used(conn, spec, quote, exclude=symbol)
+    needed = abs(new_size) * mark / spec.config.leverage
+    have = free + cash_change - others
+    if have < needed:
+        raise InsufficientFundsError(
+            f"{spec.name}: position {new_size} {symbol} needs initial margin {needed} {quote} "
+            f"(leverage {spec.config.leverage}); only {have} {quote} available after fees"
+        )
+
+
+def cancel(conn: Connection, spec: VenueSpec, row: Row, now: datetime) -> None:
+    """Cancel an OPEN order and release what it reserved (no-op for any other status)."""
+    if row.status != OrderStatus.OPEN.value:
+        return
+    _release(conn, spec, row)
+    conn.execute(
+        update(orders_table)
+        .where(orders_table.c.order_id == row.order_id)
+        .values(status=OrderStatus.CANCELED.value, updated_at=now)
+    )
+
+
+def match_resting(conn: Connection, spec: VenueSpec, symbol: str, now: datetime) -> list[Order]:
+    """Fill, as maker at their limit price, the open orders that the current mark crosses."""
+    mark = book.mark_of(conn, spec.name, symbol)
+    rows = conn.execute(
+        select(orders_table)
+        .where(
+            orders_table.c.venue == spec.name,
+            orders_table.c.symbol == symbol,
+            orders_table.c.status == OrderStatus.OPEN.value,
+        )
+        .order_by(orders_table.c.seq)
+    ).all()
+    filled: list[Order] = []
+    for row in rows:
+        if not _is_marketable(Side(row.side), row.price, mark):
+            continue
+        if _fill_resting(conn, spec, row, now):
+            filled.append(order_from_row(_order_row(conn, row.order_id)))
+    return filled
+
+
+def _fill_resting(conn: Connection, spec: VenueSpec, row: Row, now: datetime) -> bool:
+    """Fill one resting order; a reduce-only order the position no longer allows is canceled."""
+    if row.reduce_only:
+        size = book.get_position(conn, spec.name, row.symbol).size
+        try:
+            check_reduce_only(spec, size, Side(row.side), row.amount, row.client_order_id)
+        except InvalidOrderError as exc:
+            log.warning("%s canceling resting order %s: %s", spec.name, row.order_id, exc)
+            cancel(conn, spec, row, now)
+            return False
+    _release(conn, spec, row)
+    _execute(conn, spec, row, price=row.price, maker=True, now=now, check_funds=False)
+    return True
