@@ -63,18 +63,33 @@ with DAG(
             SagaStep(
                 "move_usdt",
                 "tradeops.saga.actions.withdraw",
-                {"venue": "okx", "asset": "USDT", "amount": "{{ params.usdt_amount }}", "to_venue": "binance",
-                 "network": "TRC20"},
+                {
+                    "venue": "okx",
+                    "asset": "USDT",
+                    "amount": "{{ params.usdt_amount }}",
+                    "to_venue": "binance",
+                    "network": "TRC20",
+                },
             ),
             SagaStep(
                 "buy_spot",
                 "tradeops.saga.actions.place_order",
-                {"venue": "binance", "symbol": "BTC/USDT", "side": "buy", "amount": "{{ params.btc_amount }}"},
+                {
+                    "venue": "binance",
+                    "symbol": "BTC/USDT",
+                    "side": "buy",
+                    "amount": "{{ params.btc_amount }}",
+                },
             ),
             SagaStep(
                 "hedge_perp",
                 "tradeops.saga.actions.place_order",
-                {"venue": "bybit", "symbol": "BTC/USDT:USDT", "side": "sell", "amount": "{{ params.btc_amount }}"},
+                {
+                    "venue": "bybit",
+                    "symbol": "BTC/USDT:USDT",
+                    "side": "sell",
+                    "amount": "{{ params.btc_amount }}",
+                },
             ),
         ]
     )

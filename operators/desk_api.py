@@ -46,9 +46,21 @@ def render_desk(snapshot: dict[str, Any]) -> str:
     state = snapshot["trading_state"]
     colour = {"ACTIVE": "#1b7f3b", "REDUCING": "#b26a00", "HALTED": "#b00020"}[state["state"]]
     history = [[h["changed_at"], h["state"], h["changed_by"], h["reason"]] for h in snapshot["history"]]
-    breakers = [[b["venue"], b["state"], b["consecutive_failures"], b["opened_until"] or ""] for b in snapshot["breakers"]]
+    breakers = [
+        [b["venue"], b["state"], b["consecutive_failures"], b["opened_until"] or ""]
+        for b in snapshot["breakers"]
+    ]
+    saga_headers = ["last entry", "dag", "run", "steps ok", "steps failed", "undone", "undo failed"]
     sagas = [
-        [s["last_at"], s["dag_id"], s["run_id"], s["steps_succeeded"], s["steps_failed"], s["undone"], s["undo_failed"]]
+        [
+            s["last_at"],
+            s["dag_id"],
+            s["run_id"],
+            s["steps_succeeded"],
+            s["steps_failed"],
+            s["undone"],
+            s["undo_failed"],
+        ]
         for s in snapshot["recent_sagas"]
     ]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>tradeops desk</title>
@@ -60,7 +72,7 @@ padding:.4rem .8rem;border-radius:4px;font-weight:bold}}</style></head><body>
 <p>Change it with the <code>trading_state_control</code> DAG or <code>tradeops state set</code>.</p>
 <h2>State history</h2>{_table(["when", "state", "by", "reason"], history)}
 <h2>Venue circuit breakers</h2>{_table(["venue", "state", "consecutive failures", "open until"], breakers)}
-<h2>Recent saga runs</h2>{_table(["last entry", "dag", "run", "steps ok", "steps failed", "undone", "undo failed"], sagas)}
+<h2>Recent saga runs</h2>{_table(saga_headers, sagas)}
 <p>Details of a run: <code>tradeops saga show RUN_ID</code> or <code>/tradeops/api/sagas/RUN_ID</code>.</p>
 </body></html>"""
 

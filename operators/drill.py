@@ -51,7 +51,9 @@ class ArmDrillOperator(BaseOperator):
         if live:
             raise ConfigError(f"venues.{live[0]}.kind", "saga drills run on paper venues only")
         if self.fail_at != "none" and self.fail_at not in self.step_calls:
-            raise ValueError(f"fail_at must be 'none' or one of {sorted(self.step_calls)}, got {self.fail_at!r}")
+            raise ValueError(
+                f"fail_at must be 'none' or one of {sorted(self.step_calls)}, got {self.fail_at!r}"
+            )
         if self.error not in DRILL_ERRORS:
             raise ValueError(f"error must be one of {DRILL_ERRORS}, got {self.error!r}")
         init_db()
@@ -62,5 +64,18 @@ class ArmDrillOperator(BaseOperator):
             return {"fail_at": "none"}
         venue, method = self.step_calls[self.fail_at]
         PaperVenue(venue, loaded).inject_fault(method, self.error, times=1, phase=self.phase)
-        self.log.warning("Drill armed: %s on %s.%s (%s) when step %s runs", self.error, venue, method, self.phase, self.fail_at)
-        return {"fail_at": self.fail_at, "venue": venue, "method": method, "error": self.error, "phase": self.phase}
+        self.log.warning(
+            "Drill armed: %s on %s.%s (%s) when step %s runs",
+            self.error,
+            venue,
+            method,
+            self.phase,
+            self.fail_at,
+        )
+        return {
+            "fail_at": self.fail_at,
+            "venue": venue,
+            "method": method,
+            "error": self.error,
+            "phase": self.phase,
+        }

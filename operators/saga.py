@@ -20,7 +20,14 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context, ExceptionRetryPolicy, RetryAction, RetryRule, TriggerRule
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from tradeops.saga.core import CompensationRecord, StepRef, compensate, compensation_record, resolve_action, run_action
+from tradeops.saga.core import (
+    CompensationRecord,
+    StepRef,
+    compensate,
+    compensation_record,
+    resolve_action,
+    run_action,
+)
 
 COMPENSATION_XCOM_KEY = "compensation"
 
@@ -57,7 +64,9 @@ class SagaStepOperator(BaseOperator):
     template_fields = ("step_params",)
     ui_color = "#d6eaff"
 
-    def __init__(self, *, action: str, step_params: dict[str, Any] | None = None, step_index: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *, action: str, step_params: dict[str, Any] | None = None, step_index: int, **kwargs: Any
+    ) -> None:
         for name, value in _STEP_DEFAULTS.items():
             kwargs.setdefault(name, value)
         super().__init__(**kwargs)
@@ -73,10 +82,18 @@ class SagaStepOperator(BaseOperator):
         credentials.install()
         ti = context["ti"]
         ref = StepRef(
-            dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index, try_number=ti.try_number
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index,
+            try_number=ti.try_number,
         )
         record = compensation_record(
-            ref, step=self.task_id, step_index=self.step_index, action=self.action, params=dict(self.step_params)
+            ref,
+            step=self.task_id,
+            step_index=self.step_index,
+            action=self.action,
+            params=dict(self.step_params),
         )
         ti.xcom_push(key=COMPENSATION_XCOM_KEY, value=record.to_dict())
         self.log.info("Saga step %s (key %s): %s", self.task_id, record.idempotency_key, self.action)
@@ -124,11 +141,15 @@ class CompensateOperator(BaseOperator):
         self.log.warning("Saga failed at %s; compensating %d recorded steps in reverse", failed, len(records))
         report = compensate(records, try_number=context["ti"].try_number)
         self.log.warning(
-            "Compensation: undone=%s nothing_to_undo=%s failed=%s", report.undone, report.nothing_to_undo, report.failed
+            "Compensation: undone=%s nothing_to_undo=%s failed=%s",
+            report.undone,
+            report.nothing_to_undo,
+            report.failed,
         )
         if report.temporary_failures:
             raise AirflowException(
-                f"{report.temporary_failures} undo(s) hit temporary errors; compensation will be retried: {report.failed}"
+                f"{report.temporary_failures} undo(s) hit temporary errors; "
+                f"compensation will be retried: {report.failed}"
             )
         summary = f"saga failed at {failed}; undone {report.undone}, nothing to undo {report.nothing_to_undo}"
         if report.failed:
@@ -146,7 +167,9 @@ class SagaStep:
     operator_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def saga_chain(steps: Sequence[SagaStep], *, compensate_task_id: str = "compensate") -> tuple[list[BaseOperator], CompensateOperator]:
+def saga_chain(
+    steps: Sequence[SagaStep], *, compensate_task_id: str = "compensate"
+) -> tuple[list[BaseOperator], CompensateOperator]:
     """Create the step tasks in order and the compensate task that ends the saga.
 
     Must be called inside a DAG context. Returns (step tasks, compensate task).
@@ -157,7 +180,11 @@ def saga_chain(steps: Sequence[SagaStep], *, compensate_task_id: str = "compensa
     for index, step in enumerate(steps):
         resolve_action(step.action)  # fail at parse time on a typo, before any money moves
         task = SagaStepOperator(
-            task_id=step.task_id, action=step.action, step_params=step.params, step_index=index, **step.operator_kwargs
+            task_id=step.task_id,
+            action=step.action,
+            step_params=step.params,
+            step_index=index,
+            **step.operator_kwargs,
         )
         if tasks:
             tasks[-1] >> task

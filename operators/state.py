@@ -24,11 +24,17 @@ class SetTradingStateOperator(BaseOperator):
         try:
             new_state = risk.TradingState(str(self.state).upper())
         except ValueError:
-            raise ValueError(f"state must be one of {[s.value for s in risk.TradingState]}, got {self.state!r}") from None
+            raise ValueError(
+                f"state must be one of {[s.value for s in risk.TradingState]}, got {self.state!r}"
+            ) from None
         dag_run = context["dag_run"]
         who = getattr(dag_run, "triggering_user_name", None) or "unknown"
         init_db()
         before = risk.get_state().state
-        record = risk.set_state(new_state, reason=str(self.reason), changed_by=f"airflow:{who}:{dag_run.dag_id}")
-        self.log.warning("Trading state %s -> %s by %s: %s", before.value, record.state.value, who, record.reason)
+        record = risk.set_state(
+            new_state, reason=str(self.reason), changed_by=f"airflow:{who}:{dag_run.dag_id}"
+        )
+        self.log.warning(
+            "Trading state %s -> %s by %s: %s", before.value, record.state.value, who, record.reason
+        )
         return {"before": before.value, "after": record.state.value, "reason": record.reason}

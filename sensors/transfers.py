@@ -40,6 +40,11 @@ class TransferSettledSensor(BaseSensorOperator):
             raise TransferFailedError(f"venue '{self.venue}' has no transfer '{self.transfer_id}'")
         if transfer.status is TransferStatus.FAILED:
             raise TransferFailedError(f"transfer '{self.transfer_id}' from '{self.venue}' failed")
-        self.log.info("Transfer %s from %s: %s (settles at %s)", self.transfer_id, self.venue,
-                      transfer.status.value, transfer.settles_at)
+        self.log.info(
+            "Transfer %s from %s: %s (settles at %s)",
+            self.transfer_id,
+            self.venue,
+            transfer.status.value,
+            transfer.settles_at,
+        )
         return transfer.status is TransferStatus.SETTLED

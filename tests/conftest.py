@@ -36,7 +36,7 @@ pytest_plugins: list[str] = ["tests.fixtures.kafka"]
 @pytest.fixture
 def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh, initialised project database for one test, also seen by code under test."""
-    from tradeops.db import init_db, get_engine
+    from tradeops.db import get_engine, init_db
 
     url = f"sqlite:///{tmp_path / 'tradeops.db'}"
     monkeypatch.setenv("TRADEOPS_DB_URL", url)

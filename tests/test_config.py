@@ -20,10 +20,12 @@ def test_load_when_shipped_config_then_valid_with_decimal_thresholds() -> None:
 
 
 def test_override_when_env_sets_nested_key_then_applied_case_insensitively() -> None:
-    loaded = load_settings(env={
-        "TRADEOPS__THRESHOLDS__FUNDING_DEVIATION_BPS": "25",
-        "TRADEOPS__VENUES__OKX__WITHDRAWAL__USDT__TRC20__FEE": "0.5",
-    })
+    loaded = load_settings(
+        env={
+            "TRADEOPS__THRESHOLDS__FUNDING_DEVIATION_BPS": "25",
+            "TRADEOPS__VENUES__OKX__WITHDRAWAL__USDT__TRC20__FEE": "0.5",
+        }
+    )
     assert loaded.thresholds.funding_deviation_bps == Decimal(25)
     assert loaded.venues["okx"].withdrawal["USDT"]["TRC20"].fee == Decimal("0.5")
 
@@ -56,7 +58,7 @@ def test_load_when_yaml_has_unknown_key_then_rejected(tmp_path: Path) -> None:
 def test_load_when_capital_floor_names_unknown_venue_then_rejected(tmp_path: Path) -> None:
     source = Path(__file__).resolve().parent.parent / "config" / "tradeops.yaml"
     bad = tmp_path / "bad.yaml"
-    bad.write_text(source.read_text().replace("    okx: {USDT: \"75000\"}\n", "    kraken: {USDT: \"1\"}\n"))
+    bad.write_text(source.read_text().replace('    okx: {USDT: "75000"}\n', '    kraken: {USDT: "1"}\n'))
     with pytest.raises(ConfigError, match="kraken"):
         load_settings(bad, env={})
 

@@ -67,7 +67,9 @@ def test_dags_folder_when_listed_then_holds_dag_files() -> None:
     assert DAG_FILES, "dags/ has no DAG files"
 
 
-def test_dag_files_when_parsed_offline_then_no_import_errors_and_parse_time_printed(parsed: dict[str, dict]) -> None:
+def test_dag_files_when_parsed_offline_then_no_import_errors_and_parse_time_printed(
+    parsed: dict[str, dict],
+) -> None:
     for name, info in sorted(parsed.items()):
         print(f"parse time {name}: {info['seconds'] * 1000:.0f} ms")
     errors = {name: info["errors"] for name, info in parsed.items() if info["errors"]}
@@ -98,6 +100,8 @@ def test_parse_guard_when_dag_looks_up_a_variable_then_reported(tmp_path: Path) 
         "with DAG('bad_dag', schedule=None, start_date=datetime(2026, 1, 1)):\n"
         "    pass\n"
     )
-    result = subprocess.run([sys.executable, "-c", _PARSER, str(bad)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _PARSER, str(bad)], capture_output=True, text=True, timeout=300
+    )
     errors = json.loads(result.stdout.strip().splitlines()[-1])["bad_dag.py"]["errors"]
     assert "Variable lookup at DAG parse time" in next(iter(errors.values()))

@@ -27,8 +27,17 @@ def test_desk_when_not_logged_in_then_refused(db_url: str) -> None:
 
 def test_desk_when_logged_in_then_shows_state_breakers_and_sagas(db_url: str) -> None:
     risk.set_state(risk.TradingState.HALTED, reason="drill <b>", changed_by="test")
-    ledger.record(dag_id="d", run_id="r-1", task_id="t", map_index=-1, step="t", kind="action",
-                  outcome="succeeded", idempotency_key="k", detail={"amount": Decimal("1.5")})
+    ledger.record(
+        dag_id="d",
+        run_id="r-1",
+        task_id="t",
+        map_index=-1,
+        step="t",
+        kind="action",
+        outcome="succeeded",
+        idempotency_key="k",
+        detail={"amount": Decimal("1.5")},
+    )
     client = _client(authenticated=True)
 
     desk = client.get("/api/desk").json()
@@ -54,4 +63,3 @@ def test_plugin_when_loaded_then_mounts_desk_and_nav_link() -> None:
     plugin = module.TradeopsPlugin
     assert plugin.fastapi_apps[0]["url_prefix"] == "/tradeops"
     assert plugin.external_views[0]["href"] == "/tradeops/"
-

@@ -14,8 +14,14 @@ from tradeops.risk import TradingState, check_order
 
 
 def _order(side: str, amount: str, symbol: str = "BTC/USDT:USDT", reduce_only: bool = False) -> OrderRequest:
-    return OrderRequest(venue="bybit", symbol=symbol, side=Side(side), amount=Decimal(amount),
-                        client_order_id="to1", reduce_only=reduce_only)
+    return OrderRequest(
+        venue="bybit",
+        symbol=symbol,
+        side=Side(side),
+        amount=Decimal(amount),
+        client_order_id="to1",
+        reduce_only=reduce_only,
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,7 +59,9 @@ def test_state_when_set_then_durable_with_history(db_url: str) -> None:
 
     assert risk.get_state().state is TradingState.ACTIVE
     assert [(h.state, h.changed_by) for h in risk.history()] == [
-        (TradingState.ACTIVE, "alice"), (TradingState.HALTED, "emergency")]
+        (TradingState.ACTIVE, "alice"),
+        (TradingState.HALTED, "emergency"),
+    ]
     with pytest.raises(ValueError, match="reason"):
         risk.set_state(TradingState.ACTIVE, reason=" ", changed_by="bob")
 
@@ -69,10 +77,25 @@ def test_guarded_venue_when_halted_then_new_exposure_refused_and_exit_allowed(db
     risk.set_state(TradingState.HALTED, reason="test", changed_by="test")
 
     with pytest.raises(TradingHaltedError):
-        venue.place_order(OrderRequest(venue="bybit", symbol="BTC/USDT:USDT", side=Side.BUY,
-                                       amount=Decimal("0.1"), client_order_id="to2"))
-    venue.place_order(OrderRequest(venue="bybit", symbol="BTC/USDT:USDT", side=Side.SELL,
-                                   amount=Decimal("0.5"), client_order_id="to3", reduce_only=True))
+        venue.place_order(
+            OrderRequest(
+                venue="bybit",
+                symbol="BTC/USDT:USDT",
+                side=Side.BUY,
+                amount=Decimal("0.1"),
+                client_order_id="to2",
+            )
+        )
+    venue.place_order(
+        OrderRequest(
+            venue="bybit",
+            symbol="BTC/USDT:USDT",
+            side=Side.SELL,
+            amount=Decimal("0.5"),
+            client_order_id="to3",
+            reduce_only=True,
+        )
+    )
     assert venue.positions() == []
     # A retry of an order the venue already has returns it even while HALTED.
     assert venue.place_order(_order("buy", "0.5")).client_order_id == "to1"

@@ -67,13 +67,15 @@ def _fees(venue_name: str) -> Decimal:
     return sum((f.fee for f in PaperVenue(venue_name, settings()).fills()), Decimal(0))
 
 
-def _run_drill(**conf: str):  # noqa: ANN202 - Airflow's DagRun
+def _run_drill(**conf: str):
     dag = _load_dag_module("saga_drill").dag
     return dag.test(run_conf=conf)
 
 
 @pytest.mark.parametrize("failing_step", STEPS)
-def test_saga_when_step_fails_then_completed_steps_undone_in_reverse_and_run_failed(paper: None, failing_step: str) -> None:
+def test_saga_when_step_fails_then_completed_steps_undone_in_reverse_and_run_failed(
+    paper: None, failing_step: str
+) -> None:
     start = _snapshot()
 
     run = _run_drill(fail_at=failing_step, error="insufficient_funds")
@@ -86,7 +88,7 @@ def test_saga_when_step_fails_then_completed_steps_undone_in_reverse_and_run_fai
     failed_step_undo = [e.outcome for e in entries if e.kind == "undo" and e.step == failing_step]
     assert failed_step_undo == ["nothing_to_undo"]
     assert not [e for e in entries if e.kind == "undo" and e.outcome == "undo_failed"]
-    assert not [e for e in entries if e.kind == "action" and e.step not in completed + [failing_step]]
+    assert not [e for e in entries if e.kind == "action" and e.step not in [*completed, failing_step]]
 
     end = _snapshot()
     # Positions and base assets come back exactly; the quote assets lose exactly the fees paid.
@@ -98,7 +100,9 @@ def test_saga_when_step_fails_then_completed_steps_undone_in_reverse_and_run_fai
         quote = "USDT"
         expected_quote = start_bal[quote] - _fees(name) - transfer_fees.get(name, Decimal(0))
         assert end_bal[quote] == expected_quote, name
-        assert {a: v for a, v in end_bal.items() if a != quote} == {a: v for a, v in start_bal.items() if a != quote}
+        assert {a: v for a, v in end_bal.items() if a != quote} == {
+            a: v for a, v in start_bal.items() if a != quote
+        }
 
 
 def test_saga_when_no_fault_then_all_steps_succeed_and_compensate_skipped(paper: None) -> None:
@@ -120,7 +124,9 @@ def test_saga_when_call_times_out_after_order_placed_then_retry_places_no_second
     assert run.state == "success"
     fills = PaperVenue("binance", settings()).fills()
     assert len(fills) == 1 and fills[0].amount == Decimal("0.2")
-    tries = [(e.try_number, e.outcome) for e in ledger.entries(run.run_id, "saga_drill") if e.step == "buy_spot"]
+    tries = [
+        (e.try_number, e.outcome) for e in ledger.entries(run.run_id, "saga_drill") if e.step == "buy_spot"
+    ]
     assert tries == [(1, "started"), (1, "failed"), (2, "started"), (2, "succeeded")]
 
 
@@ -131,7 +137,10 @@ def test_saga_when_operational_error_then_compensated_and_trading_halted(paper: 
     assert risk.get_state().state is risk.TradingState.HALTED
     entries = ledger.entries(run.run_id, "saga_drill")
     # Compensation still works while HALTED: the undos only reduce exposure.
-    assert [e.step for e in entries if e.kind == "undo" and e.outcome == "undone"] == ["buy_spot", "move_usdt"]
+    assert [e.step for e in entries if e.kind == "undo" and e.outcome == "undone"] == [
+        "buy_spot",
+        "move_usdt",
+    ]
 
 
 def test_step_when_process_killed_after_order_placed_then_rerun_places_no_second_order(paper: None) -> None:
@@ -151,13 +160,18 @@ def test_step_when_process_killed_after_order_placed_then_rerun_places_no_second
         "PaperVenue.place_order = place_then_die\n"
         "from tradeops.saga.core import StepRef, compensation_record, run_action\n"
         "ref = StepRef(dag_id='saga_drill', run_id='killed-run', task_id='buy_spot')\n"
-        f"record = compensation_record(ref, step='buy_spot', step_index=1, action='tradeops.saga.actions.place_order', params={params!r})\n"
+        "record = compensation_record(ref, step='buy_spot', step_index=1,\n"
+        f"    action='tradeops.saga.actions.place_order', params={params!r})\n"
         "run_action(record)\n"
     )
-    died = subprocess.run([sys.executable, "-c", script], env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    died = subprocess.run(
+        [sys.executable, "-c", script], env=os.environ.copy(), capture_output=True, text=True, timeout=120
+    )
     assert died.returncode == -9, died.stderr
 
-    record = compensation_record(ref, step="buy_spot", step_index=1, action="tradeops.saga.actions.place_order", params=params)
+    record = compensation_record(
+        ref, step="buy_spot", step_index=1, action="tradeops.saga.actions.place_order", params=params
+    )
     result = run_action(record, try_number=2)
 
     fills = PaperVenue("binance", settings()).fills()
@@ -167,7 +181,9 @@ def test_step_when_process_killed_after_order_placed_then_rerun_places_no_second
     assert outcomes == ["started", "started", "succeeded"]
 
 
-def test_venue_when_temporary_failures_reach_threshold_then_breaker_fails_fast(paper: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_venue_when_temporary_failures_reach_threshold_then_breaker_fails_fast(
+    paper: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tradeops.errors import CircuitOpenError, TemporaryVenueError
     from tradeops.venues.factory import open_venue
     from tradeops.venues.paper import PaperVenue

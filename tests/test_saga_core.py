@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import saga_fixtures
+from tradeops import errors
 from tradeops.errors import CircuitOpenError
 from tradeops.saga import ledger
 from tradeops.saga.breaker import BreakerState, CircuitBreaker
@@ -21,7 +22,6 @@ from tradeops.saga.core import (
     resolve_action,
 )
 from tradeops.saga.keys import idempotency_key, undo_key
-from tradeops import errors
 
 
 @pytest.fixture
@@ -34,7 +34,10 @@ def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _record(index: int, **params: str) -> CompensationRecord:
     ref = StepRef(dag_id="d", run_id="r1", task_id=f"step{index}")
     return compensation_record(
-        ref, step=f"step{index}", step_index=index, action="tests.saga_fixtures.record_step",
+        ref,
+        step=f"step{index}",
+        step_index=index,
+        action="tests.saga_fixtures.record_step",
         params={"name": f"step{index}", **params},
     )
 
@@ -56,7 +59,7 @@ def test_idempotency_key_when_same_task_instance_then_same_key_for_every_try() -
 def test_resolve_action_when_function_has_no_undo_then_refused() -> None:
     with pytest.raises(ValueError, match="not a saga step"):
         resolve_action("tests.saga_fixtures.not_a_step")
-    action, undo = resolve_action("tests.saga_fixtures.record_step")
+    _action, undo = resolve_action("tests.saga_fixtures.record_step")
     assert undo == "tests.saga_fixtures.undo_record_step"
 
 
@@ -83,7 +86,9 @@ def test_classify_when_error_type_then_next_action(error: Exception, expected: E
     assert classify(error) is expected
 
 
-def test_compensate_when_an_undo_fails_then_carries_on_in_reverse_and_reports(db_url: str, journal: Path) -> None:
+def test_compensate_when_an_undo_fails_then_carries_on_in_reverse_and_reports(
+    db_url: str, journal: Path
+) -> None:
     records = [_record(0), _record(1, undo_fails="yes"), _record(2)]
 
     report = compensate(reversed(records))  # any input order: compensation sorts by step index

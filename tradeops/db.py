@@ -121,9 +121,9 @@ def lock_clause(connection: Connection) -> bool:
 
 def init_db(engine: Engine | None = None) -> Engine:
     """Create every table that does not exist yet (idempotent)."""
-    import tradeops.risk  # noqa: F401  (registers tables on ``metadata``)
-    import tradeops.saga.breaker  # noqa: F401
-    import tradeops.saga.ledger  # noqa: F401
+    import tradeops.risk
+    import tradeops.saga.breaker
+    import tradeops.saga.ledger
     import tradeops.venues.paper  # noqa: F401
 
     engine = engine or get_engine()

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 
-class Side(str, enum.Enum):
+class Side(enum.StrEnum):
     BUY = "buy"
     SELL = "sell"
 
@@ -21,24 +21,24 @@ class Side(str, enum.Enum):
         return Side.SELL if self is Side.BUY else Side.BUY
 
 
-class OrderType(str, enum.Enum):
+class OrderType(enum.StrEnum):
     MARKET = "market"
     LIMIT = "limit"
 
 
-class OrderStatus(str, enum.Enum):
+class OrderStatus(enum.StrEnum):
     OPEN = "open"
     FILLED = "filled"
     CANCELED = "canceled"
     REJECTED = "rejected"
 
 
-class MarketKind(str, enum.Enum):
+class MarketKind(enum.StrEnum):
     SPOT = "spot"
     PERP = "perp"
 
 
-class TransferStatus(str, enum.Enum):
+class TransferStatus(enum.StrEnum):
     PENDING = "pending"
     SETTLED = "settled"
     FAILED = "failed"

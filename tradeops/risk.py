@@ -21,7 +21,7 @@ from tradeops.errors import TradingHaltedError
 from tradeops.model import MarketKind, OrderRequest, parse_symbol
 
 
-class TradingState(str, enum.Enum):
+class TradingState(enum.StrEnum):
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"
     HALTED = "HALTED"
@@ -91,7 +91,9 @@ def history(limit: int = 20, engine: Engine | None = None) -> list[StateRecord]:
             select(trading_state_history).order_by(trading_state_history.c.id.desc()).limit(limit)
         ).all()
     return [
-        StateRecord(state=TradingState(r.state), reason=r.reason, changed_by=r.changed_by, changed_at=r.changed_at)
+        StateRecord(
+            state=TradingState(r.state), reason=r.reason, changed_by=r.changed_by, changed_at=r.changed_at
+        )
         for r in rows
     ]
 

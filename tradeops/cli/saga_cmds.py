@@ -10,14 +10,18 @@ from tradeops.saga import ledger
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("saga", help="inspect saga runs", description="Inspect saga runs in the saga ledger.")
+    parser = subparsers.add_parser(
+        "saga", help="inspect saga runs", description="Inspect saga runs in the saga ledger."
+    )
     commands = parser.add_subparsers(dest="saga_command", metavar="ACTION", required=True)
     show = commands.add_parser(
         "show",
         help="print the ledger of one DAG run",
         description="Print every saga step and undo of a DAG run (what, when, outcome), oldest first.",
     )
-    show.add_argument("run_id", metavar="RUN_ID", help="the Airflow run id, e.g. manual__2026-11-22T10:00:00+00:00")
+    show.add_argument(
+        "run_id", metavar="RUN_ID", help="the Airflow run id, e.g. manual__2026-11-22T10:00:00+00:00"
+    )
     show.add_argument("--dag-id", default=None, help="restrict to one DAG (run ids can repeat across DAGs)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--details", action="store_true", help="include each entry's detail")
@@ -43,8 +47,17 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     headers = ["at", "dag_id", "step", "map", "kind", "outcome", "try", "key", "note"]
     rows = [
-        [e.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], e.dag_id, e.step, "" if e.map_index < 0 else e.map_index,
-         e.kind, e.outcome, e.try_number, e.idempotency_key, _summary(e.detail)]
+        [
+            e.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            e.dag_id,
+            e.step,
+            "" if e.map_index < 0 else e.map_index,
+            e.kind,
+            e.outcome,
+            e.try_number,
+            e.idempotency_key,
+            _summary(e.detail),
+        ]
         for e in entries
     ]
     print_table(headers, rows)

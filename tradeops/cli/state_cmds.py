@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="state_command", metavar="ACTION", required=True)
 
     show = commands.add_parser("show", help="print the current state and its recent history")
-    show.add_argument("--history", type=int, default=5, metavar="N", help="how many past changes to list (default 5)")
+    show.add_argument(
+        "--history", type=int, default=5, metavar="N", help="how many past changes to list (default 5)"
+    )
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=_show)
 
@@ -48,7 +50,10 @@ def _show(args: argparse.Namespace) -> int:
     print(f"changed by:    {current.changed_by} at {current.changed_at or '-'}")
     if past:
         print()
-        print_table(["when", "state", "by", "reason"], [[r.changed_at, r.state.value, r.changed_by, r.reason] for r in past])
+        print_table(
+            ["when", "state", "by", "reason"],
+            [[r.changed_at, r.state.value, r.changed_by, r.reason] for r in past],
+        )
     return 0
 
 

@@ -83,7 +83,9 @@ def undo_place_order(params: Params, key: str) -> UndoResult:
     if order.status is OrderStatus.OPEN:
         order = venue.cancel_order(key, request.symbol) or order
     if order.filled == 0:
-        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": f"order {order.status.value}, nothing filled"})
+        return UndoResult(
+            UndoOutcome.NOTHING_TO_UNDO, {"reason": f"order {order.status.value}, nothing filled"}
+        )
     is_perp = parse_symbol(request.symbol)[2] is MarketKind.PERP
     reverse = OrderRequest(
         venue=request.venue,
@@ -94,7 +96,9 @@ def undo_place_order(params: Params, key: str) -> UndoResult:
         reduce_only=is_perp and not request.reduce_only,
     )
     reversed_order = venue.place_order(reverse, compensating=True)
-    return UndoResult(UndoOutcome.UNDONE, {"original": to_jsonable(order), "reverse": to_jsonable(reversed_order)})
+    return UndoResult(
+        UndoOutcome.UNDONE, {"original": to_jsonable(order), "reverse": to_jsonable(reversed_order)}
+    )
 
 
 @saga_step(undo="undo_withdraw")

@@ -30,7 +30,7 @@ circuit_breakers = Table(
 )
 
 
-class BreakerState(str, enum.Enum):
+class BreakerState(enum.StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
@@ -91,7 +91,9 @@ class CircuitBreaker:
         conn.execute(
             update(circuit_breakers)
             .where(circuit_breakers.c.venue == self.venue)
-            .values(state=state.value, consecutive_failures=failures, opened_until=until, updated_at=self._clock())
+            .values(
+                state=state.value, consecutive_failures=failures, opened_until=until, updated_at=self._clock()
+            )
         )
 
     def status(self) -> BreakerStatus:
@@ -128,12 +130,16 @@ class CircuitBreaker:
             if status.state is BreakerState.HALF_OPEN or failures >= self.threshold:
                 self._write(conn, BreakerState.OPEN, failures, now + self.cooldown)
                 return BreakerStatus(
-                    venue=self.venue, state=BreakerState.OPEN, consecutive_failures=failures,
+                    venue=self.venue,
+                    state=BreakerState.OPEN,
+                    consecutive_failures=failures,
                     opened_until=now + self.cooldown,
                 )
             self._write(conn, status.state, failures, status.opened_until)
             return BreakerStatus(
-                venue=self.venue, state=status.state, consecutive_failures=failures,
+                venue=self.venue,
+                state=status.state,
+                consecutive_failures=failures,
                 opened_until=status.opened_until,
             )
 

@@ -33,7 +33,7 @@ Action = Callable[[Params, str], Mapping[str, Any]]
 Undo = Callable[[Params, str], "UndoResult"]
 
 
-class UndoOutcome(str, enum.Enum):
+class UndoOutcome(enum.StrEnum):
     UNDONE = "undone"
     NOTHING_TO_UNDO = "nothing_to_undo"
 
@@ -44,7 +44,7 @@ class UndoResult:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-class ErrorClass(str, enum.Enum):
+class ErrorClass(enum.StrEnum):
     """What happens next after a step failed, decided by the error's type."""
 
     TEMPORARY = "temporary"  # retry with exponential backoff
@@ -128,7 +128,9 @@ class CompensationRecord:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
 
-def compensation_record(ref: StepRef, *, step: str, step_index: int, action: str, params: Params) -> CompensationRecord:
+def compensation_record(
+    ref: StepRef, *, step: str, step_index: int, action: str, params: Params
+) -> CompensationRecord:
     _action, undo_path = resolve_action(action)
     return CompensationRecord(
         dag_id=ref.dag_id,
@@ -144,7 +146,9 @@ def compensation_record(ref: StepRef, *, step: str, step_index: int, action: str
     )
 
 
-def _ledger(record: CompensationRecord, kind: str, outcome: str, try_number: int, detail: Mapping[str, Any]) -> None:
+def _ledger(
+    record: CompensationRecord, kind: str, outcome: str, try_number: int, detail: Mapping[str, Any]
+) -> None:
     ledger.record(
         dag_id=record.dag_id,
         run_id=record.run_id,
@@ -170,8 +174,13 @@ def run_action(record: CompensationRecord, *, try_number: int = 1) -> Mapping[st
         result = action(record.params, record.idempotency_key)
     except Exception as exc:
         error_class = classify(exc)
-        _ledger(record, "action", "failed", try_number, {"error": type(exc).__name__, "message": str(exc),
-                                                         "class": error_class.value})
+        _ledger(
+            record,
+            "action",
+            "failed",
+            try_number,
+            {"error": type(exc).__name__, "message": str(exc), "class": error_class.value},
+        )
         if error_class is ErrorClass.OPERATIONAL:
             halt_trading(f"{record.dag_id}/{record.task_id}: {type(exc).__name__}: {exc}", by=record.dag_id)
         raise
@@ -210,9 +219,13 @@ def compensate(records: Iterable[CompensationRecord], *, try_number: int = 1) ->
         except Exception as exc:
             temporary += isinstance(exc, TemporaryVenueError)
             log.error("Undo of %s failed: %s: %s", label, type(exc).__name__, exc)
-            _ledger(record, "undo", "undo_failed", try_number, {"error": type(exc).__name__, "message": str(exc)})
+            _ledger(
+                record, "undo", "undo_failed", try_number, {"error": type(exc).__name__, "message": str(exc)}
+            )
             failed.append((label, f"{type(exc).__name__}: {exc}"))
             continue
         _ledger(record, "undo", result.outcome.value, try_number, dict(result.detail))
         (undone if result.outcome is UndoOutcome.UNDONE else nothing).append(label)
-    return CompensationReport(undone=undone, nothing_to_undo=nothing, failed=failed, temporary_failures=temporary)
+    return CompensationReport(
+        undone=undone, nothing_to_undo=nothing, failed=failed, temporary_failures=temporary
+    )

@@ -21,9 +21,20 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from tradeops import risk
-from tradeops.config import Settings, settings as load_settings
+from tradeops.config import Settings
+from tradeops.config import settings as load_settings
 from tradeops.errors import AuthenticationError, CircuitOpenError, TemporaryVenueError
-from tradeops.model import Balance, Candle, FundingRate, MarketKind, Order, OrderRequest, Position, Transfer, parse_symbol
+from tradeops.model import (
+    Balance,
+    Candle,
+    FundingRate,
+    MarketKind,
+    Order,
+    OrderRequest,
+    Position,
+    Transfer,
+    parse_symbol,
+)
 from tradeops.saga.breaker import CircuitBreaker
 from tradeops.venues.base import Venue
 
