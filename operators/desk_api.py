@@ -47,8 +47,7 @@ def render_desk(snapshot: dict[str, Any]) -> str:
     colour = {"ACTIVE": "#1b7f3b", "REDUCING": "#b26a00", "HALTED": "#b00020"}[state["state"]]
     history = [[h["changed_at"], h["state"], h["changed_by"], h["reason"]] for h in snapshot["history"]]
     breakers = [
-        [b["venue"], b["state"], b["consecutive_failures"], b["opened_until"] or ""]
-        for b in snapshot["breakers"]
+        [b["venue"], b["state"], b["consecutive_failures"], b["opened_until"] or ""] for b in snapshot["breakers"]
     ]
     saga_headers = ["last entry", "dag", "run", "steps ok", "steps failed", "undone", "undo failed"]
     sagas = [

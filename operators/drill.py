@@ -51,9 +51,7 @@ class ArmDrillOperator(BaseOperator):
         if live:
             raise ConfigError(f"venues.{live[0]}.kind", "saga drills run on paper venues only")
         if self.fail_at != "none" and self.fail_at not in self.step_calls:
-            raise ValueError(
-                f"fail_at must be 'none' or one of {sorted(self.step_calls)}, got {self.fail_at!r}"
-            )
+            raise ValueError(f"fail_at must be 'none' or one of {sorted(self.step_calls)}, got {self.fail_at!r}")
         if self.error not in DRILL_ERRORS:
             raise ValueError(f"error must be one of {DRILL_ERRORS}, got {self.error!r}")
         init_db()

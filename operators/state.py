@@ -31,10 +31,6 @@ class SetTradingStateOperator(BaseOperator):
         who = getattr(dag_run, "triggering_user_name", None) or "unknown"
         init_db()
         before = risk.get_state().state
-        record = risk.set_state(
-            new_state, reason=str(self.reason), changed_by=f"airflow:{who}:{dag_run.dag_id}"
-        )
-        self.log.warning(
-            "Trading state %s -> %s by %s: %s", before.value, record.state.value, who, record.reason
-        )
+        record = risk.set_state(new_state, reason=str(self.reason), changed_by=f"airflow:{who}:{dag_run.dag_id}")
+        self.log.warning("Trading state %s -> %s by %s: %s", before.value, record.state.value, who, record.reason)
         return {"before": before.value, "after": record.state.value, "reason": record.reason}

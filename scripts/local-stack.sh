@@ -99,9 +99,20 @@ status() {
   tradeops state show --history 0 || true
 }
 
+print_env() {
+  # For `eval "$(scripts/local-stack.sh env)"`: point the airflow CLI at the local stack.
+  local name
+  for name in PATH TRADEOPS_STATE_DIR AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER AIRFLOW__CORE__PLUGINS_FOLDER \
+    AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION AIRFLOW__API__HOST \
+    AIRFLOW__API__PORT AIRFLOW__API__BASE_URL; do
+    printf 'export %s=%q\n' "$name" "${!name}"
+  done
+}
+
 case "${1:-}" in
+  env) print_env ;;
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 64 ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 64 ;;
 esac

@@ -147,12 +147,8 @@ class Instrument:
 
 INSTRUMENTS = (
     Instrument("BTC-USDT", "SPOT", "BTC", "USDT", Decimal("0.00000001")),
-    Instrument(
-        "BTC-USDT-SWAP", "SWAP", "BTC", "USDT", Decimal("0.01"), Decimal("0.01"), Decimal("0.0001"), 8
-    ),
-    Instrument(
-        "ETH-USDT-SWAP", "SWAP", "ETH", "USDT", Decimal("0.01"), Decimal("0.1"), Decimal("-0.00005"), 4
-    ),
+    Instrument("BTC-USDT-SWAP", "SWAP", "BTC", "USDT", Decimal("0.01"), Decimal("0.01"), Decimal("0.0001"), 8),
+    Instrument("ETH-USDT-SWAP", "SWAP", "ETH", "USDT", Decimal("0.01"), Decimal("0.1"), Decimal("-0.00005"), 4),
 )
 DEFAULT_MARKS = {"BTC-USDT": Decimal(50000), "BTC-USDT-SWAP": Decimal(50010), "ETH-USDT-SWAP": Decimal(3000)}
 DEFAULT_BALANCES = {"USDT": Decimal(100000), "BTC": Decimal(2)}
@@ -424,9 +420,7 @@ class FakeOkx:
         inst_id = request.query.get("instId", "")
         if inst_id not in self.book.marks:
             return _error("51001", "Instrument ID does not exist")
-        return _ok(
-            [{"instType": "SWAP", "instId": inst_id, "markPx": _s(self.book.marks[inst_id]), "ts": _now_ms()}]
-        )
+        return _ok([{"instType": "SWAP", "instId": inst_id, "markPx": _s(self.book.marks[inst_id]), "ts": _now_ms()}])
 
     def _ticker(self, request: RecordedRequest) -> Answer:
         inst = self._instrument(request.query.get("instId"))
@@ -514,11 +508,7 @@ class FakeOkx:
         return _ok([{"adjEq": "", "details": details, "totalEq": "", "uTime": _now_ms()}])
 
     def _positions(self, request: RecordedRequest) -> Answer:
-        rows = [
-            self._position_row(inst_id, pos, avg)
-            for inst_id, (pos, avg) in self.book.positions.items()
-            if pos
-        ]
+        rows = [self._position_row(inst_id, pos, avg) for inst_id, (pos, avg) in self.book.positions.items() if pos]
         return _ok(rows)
 
     def _position_row(self, inst_id: str, pos: Decimal, avg: Decimal) -> Payload:

@@ -52,9 +52,7 @@ def test_dag_files_when_scanned_then_define_no_functions_or_classes() -> None:
     for path in (ROOT / "dags").glob("*.py"):
         tree = ast.parse(path.read_text())
         defined = [
-            n.name
-            for n in ast.walk(tree)
-            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
         ]
         assert not defined, f"{path.name} defines {defined}"
 

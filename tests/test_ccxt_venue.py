@@ -308,9 +308,7 @@ def test_place_order_when_create_times_out_after_venue_accepted_then_retry_retur
     assert len(fake.book.orders) == 1
 
 
-def test_place_order_when_client_id_not_accepted_by_venue_then_stable_hashed_id_and_ours_returned(
-    venue, fake
-):
+def test_place_order_when_client_id_not_accepted_by_venue_then_stable_hashed_id_and_ours_returned(venue, fake):
     client_id = "saga-42/open:leg_1"
 
     placed = venue.place_order(order(client_id))
@@ -433,9 +431,7 @@ def test_withdraw_when_address_known_then_pending_transfer_with_venue_fee(venue,
 
 
 def test_withdraw_when_same_transfer_id_twice_then_one_withdrawal(venue, fake):
-    first = venue.withdraw(
-        transfer_id="rebal7", asset="USDT", amount=Decimal(250), to_venue="binance", network="TRC20"
-    )
+    first = venue.withdraw(transfer_id="rebal7", asset="USDT", amount=Decimal(250), to_venue="binance", network="TRC20")
 
     second = make_venue(fake).withdraw(
         transfer_id="rebal7", asset="USDT", amount=Decimal(250), to_venue="binance", network="TRC20"
@@ -449,13 +445,9 @@ def test_withdraw_when_request_times_out_after_venue_sent_it_then_retry_returns_
     venue.exchange.timeout = 250
     fake.fail("asset/withdrawal", fx.slow(1.0, processed=True))
     with pytest.raises(TemporaryVenueError):
-        venue.withdraw(
-            transfer_id="late1", asset="USDT", amount=Decimal(5), to_venue="binance", network="TRC20"
-        )
+        venue.withdraw(transfer_id="late1", asset="USDT", amount=Decimal(5), to_venue="binance", network="TRC20")
 
-    retried = venue.withdraw(
-        transfer_id="late1", asset="USDT", amount=Decimal(5), to_venue="binance", network="TRC20"
-    )
+    retried = venue.withdraw(transfer_id="late1", asset="USDT", amount=Decimal(5), to_venue="binance", network="TRC20")
 
     assert retried.transfer_id == "late1" and retried.status is TransferStatus.PENDING
     assert fake.calls("asset/withdrawal") == 1
@@ -470,15 +462,11 @@ def test_withdraw_when_no_address_configured_then_operational_error_before_any_c
 
 def test_withdraw_when_balance_too_small_then_insufficient_funds(venue):
     with pytest.raises(InsufficientFundsError, match="58350"):
-        venue.withdraw(
-            transfer_id="w1", asset="USDT", amount=Decimal(10**9), to_venue="binance", network="TRC20"
-        )
+        venue.withdraw(transfer_id="w1", asset="USDT", amount=Decimal(10**9), to_venue="binance", network="TRC20")
 
 
 def test_get_transfer_when_sent_on_chain_then_settled(venue, fake):
-    venue.withdraw(
-        transfer_id="rebal7", asset="USDT", amount=Decimal(250), to_venue="binance", network="TRC20"
-    )
+    venue.withdraw(transfer_id="rebal7", asset="USDT", amount=Decimal(250), to_venue="binance", network="TRC20")
     fake.settle_withdrawal("rebal7")
 
     transfer = venue.get_transfer("rebal7")
@@ -489,9 +477,7 @@ def test_get_transfer_when_sent_on_chain_then_settled(venue, fake):
 
 
 def test_get_transfer_when_failed_on_venue_then_failed(venue, fake):
-    venue.withdraw(
-        transfer_id="rebal7", asset="USDT", amount=Decimal(250), to_venue="binance", network="TRC20"
-    )
+    venue.withdraw(transfer_id="rebal7", asset="USDT", amount=Decimal(250), to_venue="binance", network="TRC20")
     fake.settle_withdrawal("rebal7", state="-1")
 
     assert venue.get_transfer("rebal7").status is TransferStatus.FAILED
@@ -563,9 +549,7 @@ def _place(venue: CcxtVenue) -> Any:
 
 
 def _withdraw(venue: CcxtVenue) -> Any:
-    return venue.withdraw(
-        transfer_id="err1", asset="USDT", amount=Decimal(5), to_venue="binance", network="TRC20"
-    )
+    return venue.withdraw(transfer_id="err1", asset="USDT", amount=Decimal(5), to_venue="binance", network="TRC20")
 
 
 # method -> (failing endpoint, HTTP method, the call)
@@ -677,10 +661,7 @@ def test_translate_ccxt_error_when_table_read_top_down_then_no_row_is_shadowed()
 
 def test_translate_ccxt_error_when_order_not_found_outside_a_look_up_then_invalid_order():
     assert type(translate_ccxt_error(ccxt.OrderNotFound("x"), venue="v", method="get_order")) is NotFoundError
-    assert (
-        type(translate_ccxt_error(ccxt.OrderNotFound("x"), venue="v", method="place_order"))
-        is InvalidOrderError
-    )
+    assert type(translate_ccxt_error(ccxt.OrderNotFound("x"), venue="v", method="place_order")) is InvalidOrderError
 
 
 def test_translate_ccxt_error_when_network_error_then_temporary_although_not_an_exchange_error():

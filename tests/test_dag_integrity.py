@@ -100,8 +100,6 @@ def test_parse_guard_when_dag_looks_up_a_variable_then_reported(tmp_path: Path) 
         "with DAG('bad_dag', schedule=None, start_date=datetime(2026, 1, 1)):\n"
         "    pass\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", _PARSER, str(bad)], capture_output=True, text=True, timeout=300
-    )
+    result = subprocess.run([sys.executable, "-c", _PARSER, str(bad)], capture_output=True, text=True, timeout=300)
     errors = json.loads(result.stdout.strip().splitlines()[-1])["bad_dag.py"]["errors"]
     assert "Variable lookup at DAG parse time" in next(iter(errors.values()))

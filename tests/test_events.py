@@ -87,8 +87,7 @@ def test_event_id_when_given_then_kept_in_canonical_form() -> None:
 
 def test_decimals_when_serialised_then_strings_and_exact() -> None:
     event = parse_event(
-        '{"event_type": "capital_threshold", "venue": "okx", "asset": "USDT",'
-        ' "balance": 0.1, "floor": "75000.10"}'
+        '{"event_type": "capital_threshold", "venue": "okx", "asset": "USDT", "balance": 0.1, "floor": "75000.10"}'
     )
 
     wire = json.loads(to_json(event))
@@ -140,9 +139,7 @@ def test_event_when_modified_then_refused_because_frozen() -> None:
         ("critical_alert", {"reason": "   "}, "reason"),
     ],
 )
-def test_parse_when_field_invalid_then_error_names_field(
-    event_type: str, changes: dict[str, Any], field: str
-) -> None:
+def test_parse_when_field_invalid_then_error_names_field(event_type: str, changes: dict[str, Any], field: str) -> None:
     assert _field_of(_raw(event_type, **changes)) == field
     assert _field_of(json.dumps(_raw(event_type, **changes))) == field
 
@@ -199,9 +196,7 @@ def test_parse_when_required_field_missing_then_error_names_it() -> None:
         ),
     ],
 )
-def test_parse_when_nested_rate_invalid_then_dotted_path_named(
-    rates: list[dict[str, Any]], field: str
-) -> None:
+def test_parse_when_nested_rate_invalid_then_dotted_path_named(rates: list[dict[str, Any]], field: str) -> None:
     raw = json.dumps(_raw("funding_rate_deviation", rates=rates))
 
     assert _field_of(raw) == field

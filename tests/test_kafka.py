@@ -33,9 +33,7 @@ DELIVERED = re.compile(
 )
 
 
-def _cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """``tradeops ARGS`` as a real subprocess, with the test session's environment."""
     return subprocess.run(
         [sys.executable, "-m", "tradeops", *args],
@@ -77,9 +75,7 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = _consumer(bootstrap)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-        }
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
     finally:
         consumer.close()
 
@@ -112,9 +108,7 @@ def isolated_broker_env(tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
 
 
 @pytest.mark.parametrize("event_type", sorted(REGISTRY))
-def test_publish_cli_when_event_valid_then_consumed_back_identical(
-    kafka_bootstrap: str, event_type: str
-) -> None:
+def test_publish_cli_when_event_valid_then_consumed_back_identical(kafka_bootstrap: str, event_type: str) -> None:
     fields = REGISTRY[event_type].example
 
     result = _cli("publish", event_type.replace("_", "-"), "--json", json.dumps(fields))
@@ -122,14 +116,10 @@ def test_publish_cli_when_event_valid_then_consumed_back_identical(
     assert result.returncode == 0, result.stderr
     delivered = DELIVERED.search(result.stdout)
     assert delivered, result.stdout
-    message = _read_at(
-        kafka_bootstrap, delivered["topic"], int(delivered["partition"]), int(delivered["offset"])
-    )
+    message = _read_at(kafka_bootstrap, delivered["topic"], int(delivered["partition"]), int(delivered["offset"]))
     event = parse_event(message.value())
     assert event.event_id == delivered["event_id"]
-    assert event == build_event(
-        event_type, {**fields, "event_id": event.event_id, "occurred_at": event.occurred_at}
-    )
+    assert event == build_event(event_type, {**fields, "event_id": event.event_id, "occurred_at": event.occurred_at})
     assert delivered["topic"] == getattr(settings().kafka.topics, REGISTRY[event_type].topic_attr)
     assert _headers(message)["event_type"] == event_type
     assert _headers(message)["schema_version"] == "1"
@@ -220,8 +210,7 @@ def test_publish_when_delivered_then_report_matches_stored_message(kafka_bootstr
 
 def test_publish_when_same_symbol_then_same_partition_in_order(kafka_bootstrap: str) -> None:
     events = [
-        build_event("market_shock", {**REGISTRY["market_shock"].example, "price": str(60000 + i)})
-        for i in range(3)
+        build_event("market_shock", {**REGISTRY["market_shock"].example, "price": str(60000 + i)}) for i in range(3)
     ]
 
     reports = [publish(event, bootstrap=kafka_bootstrap) for event in events]
@@ -397,9 +386,7 @@ def test_ensure_installed_when_jars_complete_then_no_tool_needed(
     assert any(libs.glob("kafka_2.13-*.jar"))
 
 
-def test_ensure_installed_when_java_missing_then_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ensure_installed_when_java_missing_then_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(broker.LIBS_ENV, str(tmp_path / "libs"))
     monkeypatch.setenv("PATH", "")
     monkeypatch.delenv("JAVA_HOME", raising=False)

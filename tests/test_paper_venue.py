@@ -89,12 +89,8 @@ def okx(open_venue: Callable[[str], PaperVenue]) -> PaperVenue:
     return open_venue("okx")
 
 
-def request(
-    venue: PaperVenue, symbol: str, side: Side, amount: str, cid: str, **kwargs: object
-) -> OrderRequest:
-    return OrderRequest(
-        venue=venue.name, symbol=symbol, side=side, amount=D(amount), client_order_id=cid, **kwargs
-    )
+def request(venue: PaperVenue, symbol: str, side: Side, amount: str, cid: str, **kwargs: object) -> OrderRequest:
+    return OrderRequest(venue=venue.name, symbol=symbol, side=side, amount=D(amount), client_order_id=cid, **kwargs)
 
 
 def buy(venue: PaperVenue, symbol: str, amount: str, cid: str, **kwargs: object):
@@ -183,9 +179,7 @@ def test_market_sell_when_base_short_then_insufficient_funds(binance):
     ],
 )
 def test_place_order_when_request_invalid_then_invalid_order(binance, venue_name, symbol, extra, message):
-    bad = OrderRequest(
-        venue=venue_name, symbol=symbol, side=Side.BUY, amount=D(1), client_order_id="c1", **extra
-    )
+    bad = OrderRequest(venue=venue_name, symbol=symbol, side=Side.BUY, amount=D(1), client_order_id="c1", **extra)
 
     with pytest.raises(InvalidOrderError, match=message):
         binance.place_order(bad)
@@ -385,9 +379,7 @@ def test_funding_when_boundaries_cross_then_each_venue_pays_at_its_own_interval(
     assert [p.venue for p in (*binance.accrue_funding(), *bybit.accrue_funding())] == ["bybit"]
 
 
-def test_funding_when_rate_and_mark_change_between_boundaries_then_each_boundary_uses_its_values(
-    bybit, clock
-):
+def test_funding_when_rate_and_mark_change_between_boundaries_then_each_boundary_uses_its_values(bybit, clock):
     sell(bybit, BTC_PERP, "2", "short")
     clock.advance(hours=1)  # 02:00
     bybit.set_mark_price(BTC_PERP, D(60000))
@@ -460,12 +452,8 @@ def test_place_order_when_two_processes_race_same_client_order_id_then_one_order
 # -- transfers -----------------------------------------------------------------------------------
 
 
-def test_withdraw_when_settle_delay_not_elapsed_then_pending_until_due_then_credited_minus_fee(
-    binance, okx, clock
-):
-    transfer = binance.withdraw(
-        transfer_id="t1", asset="USDT", amount=D(1000), to_venue="okx", network="TRC20"
-    )
+def test_withdraw_when_settle_delay_not_elapsed_then_pending_until_due_then_credited_minus_fee(binance, okx, clock):
+    transfer = binance.withdraw(transfer_id="t1", asset="USDT", amount=D(1000), to_venue="okx", network="TRC20")
 
     assert (transfer.status, transfer.fee, transfer.settles_at) == (
         TransferStatus.PENDING,
@@ -501,9 +489,7 @@ def test_withdraw_when_transfer_id_repeats_then_same_transfer_and_single_debit(b
     clock.advance(seconds=5)
     again = binance.withdraw(transfer_id="t1", asset="USDT", amount=D(1000), to_venue="okx", network="TRC20")
     clock.advance(minutes=5)
-    settled = binance.withdraw(
-        transfer_id="t1", asset="USDT", amount=D(1000), to_venue="okx", network="TRC20"
-    )
+    settled = binance.withdraw(transfer_id="t1", asset="USDT", amount=D(1000), to_venue="okx", network="TRC20")
 
     assert again == first
     assert settled.status is TransferStatus.SETTLED and settled.created_at == first.created_at
@@ -563,9 +549,7 @@ def test_ohlcv_when_called_twice_then_identical_hourly_history_ending_at_mark(bi
     for earlier, later in itertools.pairwise(candles):
         assert later.ts - earlier.ts == timedelta(hours=1)
         assert later.open == earlier.close
-    assert all(
-        c.low <= min(c.open, c.close) and c.high >= max(c.open, c.close) and c.volume > 0 for c in candles
-    )
+    assert all(c.low <= min(c.open, c.close) and c.high >= max(c.open, c.close) and c.volume > 0 for c in candles)
     assert len({c.close for c in candles}) > 600  # a walk, not a flat line
 
 
@@ -659,9 +643,7 @@ def test_fault_when_scheduled_twice_then_next_two_calls_raise_mapped_error(binan
     assert binance.balances()["USDT"].free == D(400000)
 
 
-def test_fault_when_injected_from_another_instance_then_hits_this_venue_only_until_cleared(
-    open_venue, binance
-):
+def test_fault_when_injected_from_another_instance_then_hits_this_venue_only_until_cleared(open_venue, binance):
     open_venue("binance").inject_fault("mark_price", "operational", times=5)
     bybit = open_venue("bybit")
 
@@ -746,9 +728,7 @@ def test_cli_balances_when_json_then_every_paper_venue_listed(engine, capsys):
 
 def test_cli_set_price_when_it_crosses_a_resting_order_then_reports_the_fill(engine, capsys):
     PaperVenue("binance", load_settings(), engine=engine).place_order(
-        OrderRequest(
-            venue="binance", symbol=BTC, side=Side.BUY, amount=D(1), client_order_id="c1", **limit("60000")
-        )
+        OrderRequest(venue="binance", symbol=BTC, side=Side.BUY, amount=D(1), client_order_id="c1", **limit("60000"))
     )
 
     assert run_cli("set-price", "binance", BTC, "59000") == 0
@@ -764,9 +744,7 @@ def test_cli_set_price_when_it_crosses_a_resting_order_then_reports_the_fill(eng
 
 def test_cli_positions_and_set_funding_when_position_open_then_shown(engine, capsys):
     venue = PaperVenue("bybit", load_settings(), engine=engine)
-    venue.place_order(
-        OrderRequest(venue="bybit", symbol=BTC_PERP, side=Side.SELL, amount=D(2), client_order_id="s")
-    )
+    venue.place_order(OrderRequest(venue="bybit", symbol=BTC_PERP, side=Side.SELL, amount=D(2), client_order_id="s"))
 
     assert run_cli("set-funding", "bybit", BTC_PERP, "0.0003", "--json") == 0
     assert json.loads(capsys.readouterr().out)["rate"] == "0.0003"

@@ -100,9 +100,7 @@ def test_saga_when_step_fails_then_completed_steps_undone_in_reverse_and_run_fai
         quote = "USDT"
         expected_quote = start_bal[quote] - _fees(name) - transfer_fees.get(name, Decimal(0))
         assert end_bal[quote] == expected_quote, name
-        assert {a: v for a, v in end_bal.items() if a != quote} == {
-            a: v for a, v in start_bal.items() if a != quote
-        }
+        assert {a: v for a, v in end_bal.items() if a != quote} == {a: v for a, v in start_bal.items() if a != quote}
 
 
 def test_saga_when_no_fault_then_all_steps_succeed_and_compensate_skipped(paper: None) -> None:
@@ -124,9 +122,7 @@ def test_saga_when_call_times_out_after_order_placed_then_retry_places_no_second
     assert run.state == "success"
     fills = PaperVenue("binance", settings()).fills()
     assert len(fills) == 1 and fills[0].amount == Decimal("0.2")
-    tries = [
-        (e.try_number, e.outcome) for e in ledger.entries(run.run_id, "saga_drill") if e.step == "buy_spot"
-    ]
+    tries = [(e.try_number, e.outcome) for e in ledger.entries(run.run_id, "saga_drill") if e.step == "buy_spot"]
     assert tries == [(1, "started"), (1, "failed"), (2, "started"), (2, "succeeded")]
 
 

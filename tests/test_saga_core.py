@@ -86,9 +86,7 @@ def test_classify_when_error_type_then_next_action(error: Exception, expected: E
     assert classify(error) is expected
 
 
-def test_compensate_when_an_undo_fails_then_carries_on_in_reverse_and_reports(
-    db_url: str, journal: Path
-) -> None:
+def test_compensate_when_an_undo_fails_then_carries_on_in_reverse_and_reports(db_url: str, journal: Path) -> None:
     records = [_record(0), _record(1, undo_fails="yes"), _record(2)]
 
     report = compensate(reversed(records))  # any input order: compensation sorts by step index

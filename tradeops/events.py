@@ -82,9 +82,7 @@ class EventBase(BaseModel):
     def _not_in_future(cls, value: datetime) -> datetime:
         value = value.astimezone(UTC)
         if value > _now() + MAX_CLOCK_SKEW:
-            raise ValueError(
-                f"lies in the future (more than {MAX_CLOCK_SKEW.total_seconds():.0f}s ahead of now)"
-            )
+            raise ValueError(f"lies in the future (more than {MAX_CLOCK_SKEW.total_seconds():.0f}s ahead of now)")
         return value
 
 
@@ -94,9 +92,7 @@ def _check_symbol(value: str, *, perp: bool = False) -> str:
     except ValueError as exc:
         raise ValueError(str(exc)) from None
     if perp and kind is not MarketKind.PERP:
-        raise ValueError(
-            f"'{value}' is not a perpetual market (funding rates exist only on BASE/QUOTE:QUOTE)"
-        )
+        raise ValueError(f"'{value}' is not a perpetual market (funding rates exist only on BASE/QUOTE:QUOTE)")
     return value
 
 
@@ -276,9 +272,7 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> Event:
     event_type = data.get("event_type")
     if not isinstance(event_type, str) or event_type not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
-        raise EventValidationError(
-            "event_type", f"unknown or missing event type {event_type!r}; known: {known}"
-        )
+        raise EventValidationError("event_type", f"unknown or missing event type {event_type!r}; known: {known}")
     model = REGISTRY[event_type].model
     try:
         event = model.model_validate_json(text) if text is not None else model.model_validate(data)

@@ -67,9 +67,7 @@ def get_state(engine: Engine | None = None) -> StateRecord:
     )
 
 
-def set_state(
-    state: TradingState, *, reason: str, changed_by: str, engine: Engine | None = None
-) -> StateRecord:
+def set_state(state: TradingState, *, reason: str, changed_by: str, engine: Engine | None = None) -> StateRecord:
     """Set the trading state and append it to the history."""
     if not reason.strip():
         raise ValueError("a reason is required to change the trading state")
@@ -91,9 +89,7 @@ def history(limit: int = 20, engine: Engine | None = None) -> list[StateRecord]:
             select(trading_state_history).order_by(trading_state_history.c.id.desc()).limit(limit)
         ).all()
     return [
-        StateRecord(
-            state=TradingState(r.state), reason=r.reason, changed_by=r.changed_by, changed_at=r.changed_at
-        )
+        StateRecord(state=TradingState(r.state), reason=r.reason, changed_by=r.changed_by, changed_at=r.changed_at)
         for r in rows
     ]
 
@@ -103,9 +99,7 @@ def reduces_exposure(request: OrderRequest, current_exposure: Decimal) -> bool:
     signed = request.amount * request.side.sign
     if current_exposure == 0:
         return False
-    return (current_exposure > 0 > signed or current_exposure < 0 < signed) and abs(signed) <= abs(
-        current_exposure
-    )
+    return (current_exposure > 0 > signed or current_exposure < 0 < signed) and abs(signed) <= abs(current_exposure)
 
 
 def _reduces(request: OrderRequest, current_exposure: Decimal) -> bool:

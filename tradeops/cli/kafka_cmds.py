@@ -80,9 +80,7 @@ def _kafka_up(args: argparse.Namespace) -> int:
     if info.external:
         print(f"using the external Kafka broker at {info.bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
     elif info.started:
-        print(
-            f"started the Kafka broker at {info.bootstrap} (pid {info.pid}, ready in {info.startup_seconds}s)"
-        )
+        print(f"started the Kafka broker at {info.bootstrap} (pid {info.pid}, ready in {info.startup_seconds}s)")
     else:
         print(f"the Kafka broker is already running at {info.bootstrap} (pid {info.pid})")
     created = ensure_topics(info.bootstrap)

@@ -19,9 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print the ledger of one DAG run",
         description="Print every saga step and undo of a DAG run (what, when, outcome), oldest first.",
     )
-    show.add_argument(
-        "run_id", metavar="RUN_ID", help="the Airflow run id, e.g. manual__2026-11-22T10:00:00+00:00"
-    )
+    show.add_argument("run_id", metavar="RUN_ID", help="the Airflow run id, e.g. manual__2026-11-22T10:00:00+00:00")
     show.add_argument("--dag-id", default=None, help="restrict to one DAG (run ids can repeat across DAGs)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--details", action="store_true", help="include each entry's detail")

@@ -52,8 +52,7 @@ def _check(args: argparse.Namespace) -> int:
     loaded = load_settings()
     print(f"configuration OK: {default_config_path()}")
     rows = [
-        [name, v.kind, v.asset_class, len(v.markets), v.funding_interval_hours]
-        for name, v in loaded.venues.items()
+        [name, v.kind, v.asset_class, len(v.markets), v.funding_interval_hours] for name, v in loaded.venues.items()
     ]
     print_table(["venue", "kind", "class", "markets", "funding h"], rows)
     t = loaded.thresholds

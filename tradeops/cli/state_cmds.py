@@ -21,9 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="state_command", metavar="ACTION", required=True)
 
     show = commands.add_parser("show", help="print the current state and its recent history")
-    show.add_argument(
-        "--history", type=int, default=5, metavar="N", help="how many past changes to list (default 5)"
-    )
+    show.add_argument("--history", type=int, default=5, metavar="N", help="how many past changes to list (default 5)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=_show)
 

@@ -77,9 +77,7 @@ def _register_reads(commands: argparse._SubParsersAction) -> None:
     )
     _add_venue_filter(orders)
     orders.add_argument("--all", action="store_true", help="recent orders of any status, newest first")
-    orders.add_argument(
-        "--limit", type=int, default=50, metavar="N", help="with --all: how many (default 50)"
-    )
+    orders.add_argument("--limit", type=int, default=50, metavar="N", help="with --all: how many (default 50)")
 
 
 def _register_paper_controls(commands: argparse._SubParsersAction) -> None:
@@ -130,9 +128,7 @@ def _register_fault_controls(commands: argparse._SubParsersAction) -> None:
     )
     fault.add_argument("venue", metavar="VENUE", help="paper venue name")
     fault.add_argument("method", metavar="METHOD", choices=sorted(FAULTABLE_METHODS), help="venue method")
-    fault.add_argument(
-        "error", metavar="ERROR", choices=sorted(FAULT_ERRORS), help=", ".join(sorted(FAULT_ERRORS))
-    )
+    fault.add_argument("error", metavar="ERROR", choices=sorted(FAULT_ERRORS), help=", ".join(sorted(FAULT_ERRORS)))
     fault.add_argument("--times", type=int, default=1, metavar="N", help="how many calls fail (default 1)")
     fault.add_argument("--phase", choices=["before", "after"], default="before", help="default: before")
     clear = _command(
@@ -286,9 +282,7 @@ def _seed(args: argparse.Namespace) -> int:
         print_json({"seeded": seeded, "reset": args.reset})
         return 0
     if seeded:
-        print(
-            "paper venues reset and seeded from config" if args.reset else "paper venues seeded from config"
-        )
+        print("paper venues reset and seeded from config" if args.reset else "paper venues seeded from config")
     else:
         print("paper venues already seeded (state kept; use --reset to wipe and seed again)")
     return 0

@@ -218,9 +218,7 @@ def ensure_installed(timeout: float = 900.0) -> Path:
             try:
                 result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=build)
             except subprocess.TimeoutExpired:
-                raise BrokerError(
-                    f"mvn did not finish within {timeout:.0f}s fetching the Kafka jars"
-                ) from None
+                raise BrokerError(f"mvn did not finish within {timeout:.0f}s fetching the Kafka jars") from None
             if result.returncode != 0 or not any(target.glob("kafka_2.13-*.jar")):
                 output = (result.stdout + result.stderr)[-3000:]
                 raise BrokerError(f"mvn could not fetch the Kafka jars (exit {result.returncode}):\n{output}")
@@ -276,9 +274,7 @@ def render_server_properties(config: KafkaConfig, data_dir: Path) -> str:
         "auto.create.topics.enable": "false",
         "log.cleaner.dedupe.buffer.size": "4194304",
     }
-    header = (
-        "# Written by tradeops.kafka.broker from the kafka section of the config; edits are overwritten.\n"
-    )
+    header = "# Written by tradeops.kafka.broker from the kafka section of the config; edits are overwritten.\n"
     return header + "".join(f"{key}={value}\n" for key, value in lines.items())
 
 
@@ -527,9 +523,7 @@ def up(wait_seconds: float = 60.0, *, stop_with_caller: bool = False) -> BrokerI
         pid = running_pid()
         if pid is not None:
             cluster_id = _wait_ready(bootstrap, pid, deadline)
-            return BrokerInfo(
-                bootstrap=bootstrap, cluster_id=cluster_id, external=False, pid=pid, log_file=_log_file()
-            )
+            return BrokerInfo(bootstrap=bootstrap, cluster_id=cluster_id, external=False, pid=pid, log_file=_log_file())
         _ensure_port_free(host, port, "Kafka client")
         _ensure_port_free(host, config.controller_port, "Kafka controller")
         libs = ensure_installed()
@@ -575,9 +569,7 @@ def status() -> BrokerStatus:
     if external:
         cluster_id = probe(external, timeout=3.0)
         ready = cluster_id is not None
-        return BrokerStatus(
-            bootstrap=external, external=True, running=ready, ready=ready, cluster_id=cluster_id
-        )
+        return BrokerStatus(bootstrap=external, external=True, running=ready, ready=ready, cluster_id=cluster_id)
     bootstrap = settings().kafka.bootstrap_servers
     pid = running_pid()
     cluster_id = probe(bootstrap, timeout=3.0) if pid is not None else None

@@ -153,9 +153,7 @@ def _produce(
     return _report(outcome, topic, key, bootstrap, timeout)
 
 
-def _report(
-    outcome: dict[str, Any], topic: str, key: str | None, bootstrap: str, timeout: float
-) -> DeliveryReport:
+def _report(outcome: dict[str, Any], topic: str, key: str | None, bootstrap: str, timeout: float) -> DeliveryReport:
     message: Message | None = outcome.get("message")
     error: KafkaError | None = outcome.get("error")
     if message is None or (error is not None and error.code() in _UNCONFIRMED):

@@ -77,15 +77,19 @@ def undo_place_order(params: Params, key: str) -> UndoResult:
     """Cancel what is still open and trade back what was filled (reduce-only for perps)."""
     request = order_request(params, key)
     venue = open_venue(request.venue)
+    earlier = venue.get_order(undo_key(key), request.symbol)
+    if earlier is not None:
+        return UndoResult(
+            UndoOutcome.UNDONE,
+            {"reason": f"already undone by order {earlier.order_id}", "reverse": to_jsonable(earlier)},
+        )
     order = venue.get_order(key, request.symbol)
     if order is None:
         return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": "venue has no such order"})
     if order.status is OrderStatus.OPEN:
         order = venue.cancel_order(key, request.symbol) or order
     if order.filled == 0:
-        return UndoResult(
-            UndoOutcome.NOTHING_TO_UNDO, {"reason": f"order {order.status.value}, nothing filled"}
-        )
+        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": f"order {order.status.value}, nothing filled"})
     is_perp = parse_symbol(request.symbol)[2] is MarketKind.PERP
     reverse = OrderRequest(
         venue=request.venue,
@@ -96,8 +100,10 @@ def undo_place_order(params: Params, key: str) -> UndoResult:
         reduce_only=is_perp and not request.reduce_only,
     )
     reversed_order = venue.place_order(reverse, compensating=True)
+    summary = f"{reverse.side} {reverse.amount} {reverse.symbol} (order {reversed_order.order_id})"
     return UndoResult(
-        UndoOutcome.UNDONE, {"original": to_jsonable(order), "reverse": to_jsonable(reversed_order)}
+        UndoOutcome.UNDONE,
+        {"reason": f"traded back: {summary}", "original": to_jsonable(order), "reverse": to_jsonable(reversed_order)},
     )
 
 
@@ -118,6 +124,13 @@ def undo_withdraw(params: Params, key: str) -> UndoResult:
     """Send back what arrived, once it has arrived (a pending transfer is retried later)."""
     source = _required(params, "venue")
     transfer = open_venue(source).get_transfer(key)
+    if transfer is not None:
+        earlier = open_venue(transfer.to_venue).get_transfer(undo_key(key))
+        if earlier is not None:
+            return UndoResult(
+                UndoOutcome.UNDONE,
+                {"reason": f"already sent back by transfer {earlier.transfer_id}", "reverse": to_jsonable(earlier)},
+            )
     if transfer is None or transfer.status is TransferStatus.FAILED:
         return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": "no transfer left the venue"})
     if transfer.status is TransferStatus.PENDING:
@@ -131,4 +144,8 @@ def undo_withdraw(params: Params, key: str) -> UndoResult:
         to_venue=source,
         network=transfer.network,
     )
-    return UndoResult(UndoOutcome.UNDONE, {"original": to_jsonable(transfer), "reverse": to_jsonable(back)})
+    summary = f"sent back {back.amount} {back.asset} from {back.from_venue} over {back.network}"
+    return UndoResult(
+        UndoOutcome.UNDONE,
+        {"reason": summary, "original": to_jsonable(transfer), "reverse": to_jsonable(back)},
+    )

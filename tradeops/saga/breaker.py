@@ -77,9 +77,7 @@ class CircuitBreaker:
                     updated_at=self._clock(),
                 )
             )
-            return BreakerStatus(
-                venue=self.venue, state=BreakerState.CLOSED, consecutive_failures=0, opened_until=None
-            )
+            return BreakerStatus(venue=self.venue, state=BreakerState.CLOSED, consecutive_failures=0, opened_until=None)
         return BreakerStatus(
             venue=self.venue,
             state=BreakerState(row.state),
@@ -91,9 +89,7 @@ class CircuitBreaker:
         conn.execute(
             update(circuit_breakers)
             .where(circuit_breakers.c.venue == self.venue)
-            .values(
-                state=state.value, consecutive_failures=failures, opened_until=until, updated_at=self._clock()
-            )
+            .values(state=state.value, consecutive_failures=failures, opened_until=until, updated_at=self._clock())
         )
 
     def status(self) -> BreakerStatus:

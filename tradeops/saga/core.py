@@ -128,9 +128,7 @@ class CompensationRecord:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
 
-def compensation_record(
-    ref: StepRef, *, step: str, step_index: int, action: str, params: Params
-) -> CompensationRecord:
+def compensation_record(ref: StepRef, *, step: str, step_index: int, action: str, params: Params) -> CompensationRecord:
     _action, undo_path = resolve_action(action)
     return CompensationRecord(
         dag_id=ref.dag_id,
@@ -146,9 +144,7 @@ def compensation_record(
     )
 
 
-def _ledger(
-    record: CompensationRecord, kind: str, outcome: str, try_number: int, detail: Mapping[str, Any]
-) -> None:
+def _ledger(record: CompensationRecord, kind: str, outcome: str, try_number: int, detail: Mapping[str, Any]) -> None:
     ledger.record(
         dag_id=record.dag_id,
         run_id=record.run_id,
@@ -219,13 +215,9 @@ def compensate(records: Iterable[CompensationRecord], *, try_number: int = 1) ->
         except Exception as exc:
             temporary += isinstance(exc, TemporaryVenueError)
             log.error("Undo of %s failed: %s: %s", label, type(exc).__name__, exc)
-            _ledger(
-                record, "undo", "undo_failed", try_number, {"error": type(exc).__name__, "message": str(exc)}
-            )
+            _ledger(record, "undo", "undo_failed", try_number, {"error": type(exc).__name__, "message": str(exc)})
             failed.append((label, f"{type(exc).__name__}: {exc}"))
             continue
         _ledger(record, "undo", result.outcome.value, try_number, dict(result.detail))
         (undone if result.outcome is UndoOutcome.UNDONE else nothing).append(label)
-    return CompensationReport(
-        undone=undone, nothing_to_undo=nothing, failed=failed, temporary_failures=temporary
-    )
+    return CompensationReport(undone=undone, nothing_to_undo=nothing, failed=failed, temporary_failures=temporary)

@@ -113,9 +113,7 @@ ERROR_RULES: tuple[ErrorRule, ...] = (
 _MAX_MESSAGE = 600
 
 
-def translate_ccxt_error(
-    exc: Exception, *, venue: str, method: str, secrets: Iterable[str] = ()
-) -> VenueError:
+def translate_ccxt_error(exc: Exception, *, venue: str, method: str, secrets: Iterable[str] = ()) -> VenueError:
     """The project error for ``exc`` raised by ``venue``.``method`` (first matching rule wins).
 
     A ``VenueError`` passes through unchanged; anything the table does not know (including
@@ -147,9 +145,7 @@ def _venue_call(func: Callable[Concatenate[CcxtVenue, P], R]) -> Callable[Concat
         except VenueError:
             raise
         except Exception as exc:
-            raise translate_ccxt_error(
-                exc, venue=self.name, method=func.__name__, secrets=self._secrets
-            ) from exc
+            raise translate_ccxt_error(exc, venue=self.name, method=func.__name__, secrets=self._secrets) from exc
 
     return wrapper
 
@@ -315,9 +311,7 @@ class CcxtVenue(Venue):
     ) -> None:
         self.name = name
         self.config = config
-        self._exchange = (
-            exchange if exchange is not None else _build_exchange(name, config, credentials or {})
-        )
+        self._exchange = exchange if exchange is not None else _build_exchange(name, config, credentials or {})
         self._secrets = _credential_values(self._exchange)
         if urls:
             _override_api_urls(self._exchange, urls)
@@ -346,9 +340,7 @@ class CcxtVenue(Venue):
     def balances(self) -> dict[str, Balance]:
         raw = self._exchange.fetch_balance()
         return {
-            asset: Balance(
-                venue=self.name, asset=asset, free=_dec(entry.get("free")), used=_dec(entry.get("used"))
-            )
+            asset: Balance(venue=self.name, asset=asset, free=_dec(entry.get("free")), used=_dec(entry.get("used")))
             for asset, entry in raw.items()
             if asset not in _BALANCE_KEYS_NOT_ASSETS and isinstance(entry, dict)
         }
@@ -483,9 +475,7 @@ class CcxtVenue(Venue):
         try:
             raw = self._create_order(request)
         except ccxt.InvalidOrder as exc:
-            found = (
-                self._find_order(request.client_order_id, request.symbol) if self._is_duplicate(exc) else None
-            )
+            found = self._find_order(request.client_order_id, request.symbol) if self._is_duplicate(exc) else None
             if found is None:
                 raise
             return found
@@ -513,9 +503,7 @@ class CcxtVenue(Venue):
 
     def _is_duplicate(self, exc: ccxt.InvalidOrder) -> bool:
         text = str(exc)
-        return isinstance(exc, ccxt.DuplicateOrderId) or any(
-            m in text for m in self.quirks.duplicate_client_id_markers
-        )
+        return isinstance(exc, ccxt.DuplicateOrderId) or any(m in text for m in self.quirks.duplicate_client_id_markers)
 
     def _placed(self, raw: Raw, request: OrderRequest) -> Order:
         """The order as the venue now reports it (create answers are often just an id)."""
@@ -664,9 +652,7 @@ class CcxtVenue(Venue):
             network,
             raw.get("id"),
         )
-        return self._transfer(
-            raw, transfer_id, asset=asset, amount=amount, to_venue=to_venue, network=network
-        )
+        return self._transfer(raw, transfer_id, asset=asset, amount=amount, to_venue=to_venue, network=network)
 
     @_venue_call
     def get_transfer(self, transfer_id: str) -> Transfer | None:
@@ -696,9 +682,7 @@ class CcxtVenue(Venue):
         withdrawal_id = self._withdrawal_ids.get(transfer_id)
         if withdrawal_id is None:
             return None
-        return next(
-            (row for row in self._exchange.fetch_withdrawals() if str(row.get("id")) == withdrawal_id), None
-        )
+        return next((row for row in self._exchange.fetch_withdrawals() if str(row.get("id")) == withdrawal_id), None)
 
     def _venue_transfer_id(self, transfer_id: str) -> str:
         return venue_client_id(transfer_id, self.quirks.client_id_pattern)
@@ -713,9 +697,7 @@ class CcxtVenue(Venue):
             ) from None
 
     def _venue_of(self, address: str | None) -> str:
-        return next(
-            (venue for (venue, _, _), known in self._addresses.items() if known == address), address or ""
-        )
+        return next((venue for (venue, _, _), known in self._addresses.items() if known == address), address or "")
 
     def _transfer(
         self, raw: Raw, transfer_id: str, *, asset: str, amount: Decimal, to_venue: str, network: str

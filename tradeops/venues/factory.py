@@ -50,9 +50,7 @@ def environment_credentials(conn_id: str) -> Mapping[str, str]:
     try:
         conn = json.loads(raw)
     except json.JSONDecodeError:
-        raise AuthenticationError(
-            f"connection '{conn_id}' must use Airflow's JSON form outside Airflow"
-        ) from None
+        raise AuthenticationError(f"connection '{conn_id}' must use Airflow's JSON form outside Airflow") from None
     extra = conn.get("extra") or {}
     if isinstance(extra, str):
         extra = json.loads(extra)
@@ -176,9 +174,7 @@ class GuardedVenue(Venue):
     def cancel_order(self, client_order_id: str, symbol: str | None = None) -> Order | None:
         return self._call(self.inner.cancel_order, client_order_id, symbol)
 
-    def withdraw(
-        self, *, transfer_id: str, asset: str, amount: Decimal, to_venue: str, network: str
-    ) -> Transfer:
+    def withdraw(self, *, transfer_id: str, asset: str, amount: Decimal, to_venue: str, network: str) -> Transfer:
         existing = self.get_transfer(transfer_id)
         if existing is not None:
             return existing

@@ -260,9 +260,7 @@ class PaperVenue(Venue):
         if request.price is not None:
             _require_finite_positive(request.price, f"order {request.client_order_id} price")
         if request.reduce_only and kind is not MarketKind.PERP:
-            raise InvalidOrderError(
-                f"order {request.client_order_id}: reduce_only applies to perpetuals only"
-            )
+            raise InvalidOrderError(f"order {request.client_order_id}: reduce_only applies to perpetuals only")
 
     @_venue_call()
     def place_order(self, request: OrderRequest) -> Order:
@@ -414,9 +412,7 @@ class PaperVenue(Venue):
         """Seeded hourly candles for ``paper.ohlcv_days`` up to the current hour, oldest first."""
         self._spec.market(symbol)
         if timeframe != "1h":
-            raise InvalidOrderError(
-                f"{self.name}: timeframe '{timeframe}' is not supported; paper venues serve '1h'"
-            )
+            raise InvalidOrderError(f"{self.name}: timeframe '{timeframe}' is not supported; paper venues serve '1h'")
         if limit is not None and limit < 1:
             raise InvalidOrderError(f"limit must be at least 1, got {limit}")
         if since is not None and since.tzinfo is None:
@@ -436,9 +432,7 @@ class PaperVenue(Venue):
 
     # -- scheduled faults -----------------------------------------------------------------------
 
-    def inject_fault(
-        self, method: str, error: FaultError, times: int = 1, phase: FaultPhase = "before"
-    ) -> None:
+    def inject_fault(self, method: str, error: FaultError, times: int = 1, phase: FaultPhase = "before") -> None:
         """Make the next ``times`` calls of ``method`` on this venue raise ``error``.
 
         ``phase="after"`` applies and commits the call's effect first, then raises: the caller

@@ -32,9 +32,7 @@ class VenueSpec:
     def market(self, symbol: str) -> tuple[str, str, MarketKind]:
         """(base, quote, kind) of a symbol listed on this venue, else ``InvalidOrderError``."""
         if symbol not in self.config.markets:
-            raise InvalidOrderError(
-                f"{self.name}: unknown symbol '{symbol}'; listed: {', '.join(self.config.markets)}"
-            )
+            raise InvalidOrderError(f"{self.name}: unknown symbol '{symbol}'; listed: {', '.join(self.config.markets)}")
         return parse_symbol(symbol)
 
     def perp_symbols(self) -> list[str]:
@@ -69,13 +67,9 @@ def venue_exists(conn: Connection, name: str) -> bool:
 
 def next_order_seq(conn: Connection, venue: str) -> int:
     conn.execute(
-        update(venues_table)
-        .where(venues_table.c.name == venue)
-        .values(order_seq=venues_table.c.order_seq + 1)
+        update(venues_table).where(venues_table.c.name == venue).values(order_seq=venues_table.c.order_seq + 1)
     )
-    return int(
-        conn.execute(select(venues_table.c.order_seq).where(venues_table.c.name == venue)).scalar_one()
-    )
+    return int(conn.execute(select(venues_table.c.order_seq).where(venues_table.c.name == venue)).scalar_one())
 
 
 def get_balance(conn: Connection, venue: str, asset: str) -> tuple[Decimal, Decimal]:
@@ -88,16 +82,12 @@ def get_balance(conn: Connection, venue: str, asset: str) -> tuple[Decimal, Deci
     return (ZERO, ZERO) if row is None else (row.free, row.used)
 
 
-def change_balance(
-    conn: Connection, venue: str, asset: str, *, free: Decimal = ZERO, used: Decimal = ZERO
-) -> None:
+def change_balance(conn: Connection, venue: str, asset: str, *, free: Decimal = ZERO, used: Decimal = ZERO) -> None:
     """Add ``free`` and ``used`` (either may be negative) to a balance, creating the row if needed."""
     current_free, current_used = get_balance(conn, venue, asset)
     values = {"free": current_free + free, "used": current_used + used}
     updated = conn.execute(
-        update(balances_table)
-        .where(balances_table.c.venue == venue, balances_table.c.asset == asset)
-        .values(**values)
+        update(balances_table).where(balances_table.c.venue == venue, balances_table.c.asset == asset).values(**values)
     ).rowcount
     if not updated:
         conn.execute(insert(balances_table).values(venue=venue, asset=asset, **values))
@@ -123,9 +113,7 @@ def mark_of(conn: Connection, venue: str, symbol: str) -> Decimal:
 
 def update_market(conn: Connection, venue: str, symbol: str, **values: object) -> None:
     conn.execute(
-        update(markets_table)
-        .where(markets_table.c.venue == venue, markets_table.c.symbol == symbol)
-        .values(**values)
+        update(markets_table).where(markets_table.c.venue == venue, markets_table.c.symbol == symbol).values(**values)
     )
 
 
@@ -162,8 +150,7 @@ def open_positions(conn: Connection, venue: str) -> list[tuple[str, PositionStat
         select(positions_table, markets_table.c.mark_price)
         .join(
             markets_table,
-            (markets_table.c.venue == positions_table.c.venue)
-            & (markets_table.c.symbol == positions_table.c.symbol),
+            (markets_table.c.venue == positions_table.c.venue) & (markets_table.c.symbol == positions_table.c.symbol),
         )
         .where(positions_table.c.venue == venue)
         .order_by(positions_table.c.symbol)

@@ -57,9 +57,7 @@ def validate(method: str, error: str, times: int, phase: str, methods: frozenset
         raise ValueError(f"times must be at least 1, got {times}")
 
 
-def inject(
-    conn: Connection, venue: str, method: str, error: str, times: int, phase: str, now: datetime
-) -> None:
+def inject(conn: Connection, venue: str, method: str, error: str, times: int, phase: str, now: datetime) -> None:
     conn.execute(
         insert(faults_table).values(
             venue=venue, method=method, error=error, phase=phase, remaining=times, created_at=now
@@ -85,7 +83,5 @@ def pop(conn: Connection, venue: str, method: str) -> Fault | None:
     if row.remaining <= 1:
         conn.execute(delete(faults_table).where(faults_table.c.id == row.id))
     else:
-        conn.execute(
-            update(faults_table).where(faults_table.c.id == row.id).values(remaining=row.remaining - 1)
-        )
+        conn.execute(update(faults_table).where(faults_table.c.id == row.id).values(remaining=row.remaining - 1))
     return Fault(venue=venue, method=method, error=row.error, phase=row.phase)

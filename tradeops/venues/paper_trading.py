@@ -58,9 +58,7 @@ def fill_from_row(row: Row) -> Fill:
 
 def find_order_row(conn: Connection, venue: str, client_order_id: str) -> Row | None:
     return conn.execute(
-        select(orders_table).where(
-            orders_table.c.venue == venue, orders_table.c.client_order_id == client_order_id
-        )
+        select(orders_table).where(orders_table.c.venue == venue, orders_table.c.client_order_id == client_order_id)
     ).first()
 
 
@@ -177,12 +175,8 @@ def _reserve(conn: Connection, spec: VenueSpec, request: OrderRequest, order_id:
 def _release(conn: Connection, spec: VenueSpec, row: Row) -> None:
     if row.reserved_asset is None or row.reserved_amount == 0:
         return
-    book.change_balance(
-        conn, spec.name, row.reserved_asset, free=row.reserved_amount, used=-row.reserved_amount
-    )
-    conn.execute(
-        update(orders_table).where(orders_table.c.order_id == row.order_id).values(reserved_amount=ZERO)
-    )
+    book.change_balance(conn, spec.name, row.reserved_asset, free=row.reserved_amount, used=-row.reserved_amount)
+    conn.execute(update(orders_table).where(orders_table.c.order_id == row.order_id).values(reserved_amount=ZERO))
 
 
 def _execute(

@@ -47,13 +47,10 @@ def validate_route(
     routes = spec.config.withdrawal.get(asset)
     if not routes:
         allowed = ", ".join(sorted(spec.config.withdrawal)) or "none"
-        raise InvalidOrderError(
-            f"{spec.name}: no withdrawal route for {asset}; withdrawable assets: {allowed}"
-        )
+        raise InvalidOrderError(f"{spec.name}: no withdrawal route for {asset}; withdrawable assets: {allowed}")
     if network not in routes:
         raise InvalidOrderError(
-            f"{spec.name}: {asset} cannot be withdrawn over '{network}'; allowed networks: "
-            f"{', '.join(sorted(routes))}"
+            f"{spec.name}: {asset} cannot be withdrawn over '{network}'; allowed networks: {', '.join(sorted(routes))}"
         )
     _validate_destination(settings, spec, asset, to_venue)
     route = routes[network]
