@@ -30,6 +30,18 @@ os.environ.pop("TRADEOPS_DB_URL", None)
 for _name in [n for n in os.environ if n.startswith("TRADEOPS__")]:
     del os.environ[_name]
 
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print each DAG file's parse time (measured by tests/test_dag_integrity.py)."""
+    from tests.fixtures.reporting import PARSE_TIMES
+
+    times = config.stash.get(PARSE_TIMES, None)
+    if times:
+        terminalreporter.section("DAG parse times")
+        for name, seconds in sorted(times.items()):
+            terminalreporter.write_line(f"{name:40s} {seconds * 1000:8.1f} ms")
+
+
 pytest_plugins: list[str] = ["tests.fixtures.kafka"]
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.reporting import PARSE_TIMES
+
 ROOT = Path(__file__).resolve().parent.parent
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
 
@@ -55,23 +57,22 @@ print(json.dumps(results))
 
 
 @pytest.fixture(scope="module")
-def parsed() -> dict[str, dict]:
+def parsed(request: pytest.FixtureRequest) -> dict[str, dict]:
     result = subprocess.run(
         [sys.executable, "-c", _PARSER, *map(str, DAG_FILES)], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    # Printed in the terminal summary by conftest.pytest_terminal_summary.
+    request.config.stash[PARSE_TIMES] = {name: info["seconds"] for name, info in parsed.items()}
+    return parsed
 
 
 def test_dags_folder_when_listed_then_holds_dag_files() -> None:
     assert DAG_FILES, "dags/ has no DAG files"
 
 
-def test_dag_files_when_parsed_offline_then_no_import_errors_and_parse_time_printed(
-    parsed: dict[str, dict],
-) -> None:
-    for name, info in sorted(parsed.items()):
-        print(f"parse time {name}: {info['seconds'] * 1000:.0f} ms")
+def test_dag_files_when_parsed_offline_then_no_import_errors(parsed: dict[str, dict]) -> None:
     errors = {name: info["errors"] for name, info in parsed.items() if info["errors"]}
     assert not errors
     assert all(info["dags"] for info in parsed.values()), "a file in dags/ defines no DAG"
