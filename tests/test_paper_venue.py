@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
-import types
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -775,28 +773,16 @@ def test_cli_set_price_when_argument_not_a_number_then_usage_error(engine, capsy
     assert "not a decimal number" in capsys.readouterr().err
 
 
-def test_cli_open_when_venue_is_live_and_factory_missing_then_tradeops_error(monkeypatch):
+def test_cli_open_when_venue_is_live_without_credentials_then_error_names_connection(monkeypatch):
     live = load_settings(env={"TRADEOPS__VENUES__OKX__KIND": "ccxt"})
     monkeypatch.setattr(venue_cmds, "settings", lambda: live)
-    monkeypatch.setitem(sys.modules, "tradeops.venues.factory", None)
+    monkeypatch.delenv("AIRFLOW_CONN_TRADEOPS_OKX", raising=False)
 
-    with pytest.raises(TradeopsError, match=r"tradeops\.venues\.factory\.open_venue"):
+    with pytest.raises(TradeopsError, match="tradeops_okx"):
         venue_cmds._open("okx")
-    assert isinstance(venue_cmds._open("binance"), PaperVenue)
-
-
-def test_cli_open_when_venue_is_live_and_factory_present_then_factory_used(monkeypatch):
-    live = load_settings(env={"TRADEOPS__VENUES__OKX__KIND": "ccxt"})
-    opened = []
-    factory = types.ModuleType("tradeops.venues.factory")
-    factory.open_venue = lambda name, settings: opened.append((name, settings)) or "live-venue"
-    monkeypatch.setattr(venue_cmds, "settings", lambda: live)
-    monkeypatch.setitem(sys.modules, "tradeops.venues.factory", factory)
-
-    assert venue_cmds._open("okx") == "live-venue"
-    assert opened == [("okx", live)]
-    with pytest.raises(TradeopsError, match="paper venues only"):
+    with pytest.raises(TradeopsError, match="tradeops_okx"):
         venue_cmds._open_paper("okx")
+    assert isinstance(venue_cmds._open("binance"), PaperVenue)
 
 
 def test_init_db_when_called_then_paper_tables_exist(db_url):

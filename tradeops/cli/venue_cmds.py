@@ -13,6 +13,7 @@ from tradeops.db import init_db
 from tradeops.errors import TradeopsError
 from tradeops.model import Order
 from tradeops.venues.base import Venue
+from tradeops.venues.factory import open_raw_venue
 from tradeops.venues.paper import FAULTABLE_METHODS, PaperVenue, seed_paper_world
 from tradeops.venues.paper_faults import ERRORS as FAULT_ERRORS
 
@@ -156,20 +157,10 @@ def _fmt(value: Any) -> Any:
 
 
 def _open(name: str) -> Venue:
-    """The venue called ``name``: paper venues directly, live ones through the venue factory."""
-    loaded = settings()
-    if loaded.venue(name).kind == "paper":
-        return PaperVenue(name, loaded)
-    try:
-        from tradeops.venues.factory import open_venue
-    except ModuleNotFoundError as exc:
-        if exc.name != "tradeops.venues.factory":
-            raise
-        raise TradeopsError(
-            f"venue '{name}' is a live venue; live venues are opened via the factory "
-            "tradeops.venues.factory.open_venue, which is not installed"
-        ) from None
-    return open_venue(name, settings=loaded)
+    """The venue called ``name``, without the trading guards: the CLI reads what the venue holds
+    even while trading is HALTED or a circuit breaker is open. Live venues read their credentials
+    from ``AIRFLOW_CONN_<ID>``."""
+    return open_raw_venue(name, settings=settings())
 
 
 def _open_paper(name: str) -> PaperVenue:
