@@ -16,7 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, String, create_engine, event
+from sqlalchemy import Connection, Engine, Insert, MetaData, String, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from tradeops.config import PROJECT_ROOT
@@ -117,6 +118,33 @@ def transaction(engine: Engine | None = None) -> Iterator[Connection]:
 def lock_clause(connection: Connection) -> bool:
     """True when the backend needs explicit row locks (SQLite already holds a write lock)."""
     return connection.dialect.name != "sqlite"
+
+
+def insert_unless_exists(connection: Connection, statement: Insert) -> bool:
+    """Run an INSERT of a row a read just found missing; False when a concurrent writer added it first.
+
+    Row locks cannot lock a row that does not exist yet, so on Postgres another transaction may
+    insert the same key in between; the INSERT then waits for it and fails with a unique violation,
+    which would abort the whole transaction. It runs in a savepoint instead, so the transaction
+    stays usable and the caller can read (or update) the other writer's row. SQLite transactions
+    hold the database write lock, so nothing can get in between there: a plain INSERT.
+    """
+    if not lock_clause(connection):
+        connection.execute(statement)
+        return True
+    try:
+        with connection.begin_nested():
+            connection.execute(statement)
+    except IntegrityError as exc:
+        if not _is_unique_violation(exc):
+            raise
+        return False
+    return True
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code == "23505" if code else "unique" in str(exc.orig).lower()
 
 
 def init_db(engine: Engine | None = None) -> Engine:

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from sqlalchemy import Column, Engine, Integer, String, Table, Text, insert, select, update
 
-from tradeops.db import UTCDateTime, get_engine, metadata, transaction, utcnow
+from tradeops.db import UTCDateTime, get_engine, insert_unless_exists, metadata, transaction, utcnow
 from tradeops.errors import TradingHaltedError
 from tradeops.model import MarketKind, OrderRequest, parse_symbol
 
@@ -73,12 +73,12 @@ def set_state(state: TradingState, *, reason: str, changed_by: str, engine: Engi
         raise ValueError("a reason is required to change the trading state")
     now = utcnow()
     values = {"state": state.value, "reason": reason, "changed_by": changed_by, "changed_at": now}
+    set_current = update(trading_state_table).where(trading_state_table.c.id == 1).values(**values)
     with transaction(engine or get_engine()) as conn:
-        updated = conn.execute(
-            update(trading_state_table).where(trading_state_table.c.id == 1).values(**values)
-        ).rowcount
-        if not updated:
-            conn.execute(insert(trading_state_table).values(id=1, **values))
+        if not conn.execute(set_current).rowcount and not insert_unless_exists(
+            conn, insert(trading_state_table).values(id=1, **values)
+        ):
+            conn.execute(set_current)  # a concurrent first change created the row: ours comes after it
         conn.execute(insert(trading_state_history).values(**values))
     return StateRecord(state=state, reason=reason, changed_by=changed_by, changed_at=now)
 

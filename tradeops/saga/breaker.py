@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Column, Connection, Engine, Integer, String, Table, insert, select, update
 
-from tradeops.db import UTCDateTime, get_engine, lock_clause, metadata, transaction, utcnow
+from tradeops.db import UTCDateTime, get_engine, insert_unless_exists, lock_clause, metadata, transaction, utcnow
 from tradeops.errors import CircuitOpenError
 
 circuit_breakers = Table(
@@ -68,16 +68,21 @@ class CircuitBreaker:
             query = query.with_for_update()
         row = conn.execute(query).first()
         if row is None:
-            conn.execute(
+            created = insert_unless_exists(
+                conn,
                 insert(circuit_breakers).values(
                     venue=self.venue,
                     state=BreakerState.CLOSED.value,
                     consecutive_failures=0,
                     opened_until=None,
                     updated_at=self._clock(),
-                )
+                ),
             )
-            return BreakerStatus(venue=self.venue, state=BreakerState.CLOSED, consecutive_failures=0, opened_until=None)
+            if created:
+                return BreakerStatus(
+                    venue=self.venue, state=BreakerState.CLOSED, consecutive_failures=0, opened_until=None
+                )
+            row = conn.execute(query).one()  # created concurrently by another process: use (and lock) it
         return BreakerStatus(
             venue=self.venue,
             state=BreakerState(row.state),
