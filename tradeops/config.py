@@ -114,6 +114,64 @@ class SagaConfig(_Frozen):
     breaker_cooldown_seconds: float = Field(default=60.0, ge=0)
 
 
+class HedgeConfig(_Frozen):
+    """The funding-rate hedge: short perps against the spot held across venues."""
+
+    symbols: tuple[str, ...] = ("BTC/USDT:USDT", "ETH/USDT:USDT")
+    hedge_ratio: Decimal = Field(default=Decimal(1), ge=0, le=Decimal(2))
+    # Adjustments smaller than this (in base units) are left alone: no churn on dust.
+    min_adjustment: dict[str, Decimal] = Field(default_factory=dict)
+    # No single hedge adjustment may exceed this notional (quote units): a fat-finger guard.
+    max_adjustment_notional: Decimal = Field(default=Decimal(2_000_000), gt=0)
+
+    @field_validator("symbols")
+    @classmethod
+    def _perps(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for symbol in value:
+            if parse_symbol(symbol)[2] is not MarketKind.PERP:
+                raise ValueError(f"'{symbol}' is not a perpetual (BASE/QUOTE:QUOTE)")
+        return value
+
+
+class WiseConfig(_Frozen):
+    """Fiat legs through Wise. ``paper`` quotes from a fee model; ``live`` calls the Wise API with
+    the token of Airflow connection ``connection_id`` (never in YAML)."""
+
+    kind: Literal["paper", "live"] = "paper"
+    connection_id: str = "tradeops_wise"
+    profile_id: int | None = None
+    base_url: str = "https://api.wise.com"
+    paper_fee_pct: Decimal = Field(default=Decimal("0.43"), ge=0, lt=100)
+    paper_fixed_fee: Decimal = Field(default=Decimal("1.10"), ge=0)
+    paper_settle_seconds: int = Field(default=3600, ge=0)
+
+    @model_validator(mode="after")
+    def _live_needs_profile(self) -> WiseConfig:
+        if self.kind == "live" and self.profile_id is None:
+            raise ValueError("a live Wise client needs profile_id")
+        return self
+
+
+class RebalanceConfig(_Frozen):
+    """Target allocation of each asset across venues, as weights that sum to 1 per asset."""
+
+    targets: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
+    tolerance_pct: Decimal = Field(default=Decimal(2), ge=0, lt=100)
+    min_transfer: dict[str, Decimal] = Field(default_factory=dict)
+    # Fiat venues reachable through Wise: venue -> fiat currency it banks in.
+    fiat_accounts: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("targets")
+    @classmethod
+    def _weights_sum_to_one(cls, value: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, Decimal]]:
+        for asset, weights in value.items():
+            if any(w < 0 for w in weights.values()):
+                raise ValueError(f"{asset}: weights must not be negative")
+            if sum(weights.values()) != 1:
+                raise ValueError(f"{asset}: weights sum to {sum(weights.values())}, not 1")
+        return value
+
+
 class Settings(_Frozen):
     venues: dict[str, VenueConfig]
     paper: PaperConfig
@@ -121,12 +179,22 @@ class Settings(_Frozen):
     capital: CapitalConfig = CapitalConfig()
     kafka: KafkaConfig = KafkaConfig()
     saga: SagaConfig = SagaConfig()
+    hedge: HedgeConfig = HedgeConfig()
+    rebalance: RebalanceConfig = RebalanceConfig()
+    wise: WiseConfig = WiseConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         for venue in self.capital.floors:
             if venue not in self.venues:
                 raise ValueError(f"capital.floors names unknown venue '{venue}'")
+        for asset, weights in self.rebalance.targets.items():
+            unknown = sorted(set(weights) - set(self.venues))
+            if unknown:
+                raise ValueError(f"rebalance.targets.{asset} names unknown venues {unknown}")
+        for venue in self.rebalance.fiat_accounts:
+            if venue not in self.venues:
+                raise ValueError(f"rebalance.fiat_accounts names unknown venue '{venue}'")
         for name, venue in self.venues.items():
             for asset, routes in venue.withdrawal.items():
                 if not routes:
