@@ -125,7 +125,7 @@ class CompensateOperator(BaseOperator):
         ti = context["ti"]
         records = []
         for task_id in self.step_task_ids:
-            pulled = ti.xcom_pull(task_ids=task_id, key=COMPENSATION_XCOM_KEY, map_indexes=None)
+            pulled = ti.xcom_pull(task_ids=task_id, key=COMPENSATION_XCOM_KEY)
             values = pulled if isinstance(pulled, list) else [pulled]
             records.extend(CompensationRecord.from_dict(value) for value in values if value)
         return records

@@ -56,6 +56,20 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield url
 
 
+@pytest.fixture
+def paper_world(db_url: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A freshly seeded paper world (and Airflow's DB) whose TRC20 transfers settle at once."""
+    from tradeops.config import settings
+    from tradeops.venues.paper import seed_paper_world
+
+    for venue in ("okx", "binance", "bybit"):
+        monkeypatch.setenv(f"TRADEOPS__VENUES__{venue.upper()}__WITHDRAWAL__USDT__TRC20__SETTLE_SECONDS", "0")
+    settings.cache_clear()
+    seed_paper_world(settings())
+    yield
+    settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """An initialised Airflow metadata database (SQLite) for ``dag.test()``."""

@@ -86,6 +86,15 @@ def test_dag_ids_when_parsed_then_equal_file_names_with_tags_and_docs(parsed: di
             assert dag["doc"], f"{dag_id} has no doc_md"
 
 
+def test_dag_tags_when_parsed_then_from_vocabulary_with_exactly_one_trigger_tag(parsed: dict[str, dict]) -> None:
+    from operators.tags import TRIGGER_TAGS, VOCABULARY
+
+    for info in parsed.values():
+        for dag_id, dag in info["dags"].items():
+            assert set(dag["tags"]) <= VOCABULARY, f"{dag_id}: tags outside operators/tags.py: {dag['tags']}"
+            assert len(set(dag["tags"]) & TRIGGER_TAGS) == 1, f"{dag_id}: needs exactly one of {sorted(TRIGGER_TAGS)}"
+
+
 def test_dag_files_when_parsed_then_each_under_two_seconds(parsed: dict[str, dict]) -> None:
     slow = {name: round(info["seconds"], 2) for name, info in parsed.items() if info["seconds"] > 2.0}
     assert not slow

@@ -18,6 +18,7 @@ from tradeops.events import (
     CriticalAlert,
     FundingRateDeviation,
     MarketShock,
+    StopLossReport,
     build_event,
     cli_name,
     event_type_name,
@@ -236,7 +237,7 @@ def test_topic_for_when_each_type_then_its_configured_topic() -> None:
 def test_registry_when_listed_then_every_model_type_present() -> None:
     models = {spec.model for spec in REGISTRY.values()}
 
-    assert models == {MarketShock, CapitalThreshold, FundingRateDeviation, CriticalAlert}
+    assert models == {MarketShock, CapitalThreshold, FundingRateDeviation, CriticalAlert, StopLossReport}
     assert {spec.topic_attr for spec in REGISTRY.values()} <= set(KafkaTopics.model_fields)
 
 

@@ -25,7 +25,7 @@ def _order(side: str, amount: str, symbol: str = "BTC/USDT:USDT", reduce_only: b
 
 
 @pytest.mark.parametrize(
-    ("state", "order", "exposure", "compensating", "allowed"),
+    ("state", "order", "exposure", "exit_only", "allowed"),
     [
         (TradingState.ACTIVE, _order("buy", "1"), Decimal(0), False, True),
         (TradingState.REDUCING, _order("sell", "1"), Decimal("2"), False, True),
@@ -43,13 +43,13 @@ def _order(side: str, amount: str, symbol: str = "BTC/USDT:USDT", reduce_only: b
     ],
 )
 def test_check_order_when_state_and_exposure_then_allowed_or_refused(
-    state: TradingState, order: OrderRequest, exposure: Decimal, compensating: bool, allowed: bool
+    state: TradingState, order: OrderRequest, exposure: Decimal, exit_only: bool, allowed: bool
 ) -> None:
     if allowed:
-        check_order(order, state, exposure, compensating=compensating)
+        check_order(order, state, exposure, exit_only=exit_only)
     else:
         with pytest.raises(TradingHaltedError, match=state.value):
-            check_order(order, state, exposure, compensating=compensating)
+            check_order(order, state, exposure, exit_only=exit_only)
 
 
 def test_state_when_set_then_durable_with_history(db_url: str) -> None:

@@ -10,7 +10,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
@@ -34,19 +33,6 @@ def _load_dag_module(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def paper(db_url: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A freshly seeded paper world whose TRC20 transfers settle at once (so undos can reverse them)."""
-    from tradeops.venues.paper import seed_paper_world
-
-    for venue in ("okx", "binance"):
-        monkeypatch.setenv(f"TRADEOPS__VENUES__{venue.upper()}__WITHDRAWAL__USDT__TRC20__SETTLE_SECONDS", "0")
-    settings.cache_clear()
-    seed_paper_world(settings())
-    yield
-    settings.cache_clear()
 
 
 def _snapshot() -> dict[str, object]:
@@ -74,7 +60,7 @@ def _run_drill(**conf: str):
 
 @pytest.mark.parametrize("failing_step", STEPS)
 def test_saga_when_step_fails_then_completed_steps_undone_in_reverse_and_run_failed(
-    paper: None, failing_step: str
+    paper_world: None, failing_step: str
 ) -> None:
     start = _snapshot()
 
@@ -103,7 +89,7 @@ def test_saga_when_step_fails_then_completed_steps_undone_in_reverse_and_run_fai
         assert {a: v for a, v in end_bal.items() if a != quote} == {a: v for a, v in start_bal.items() if a != quote}
 
 
-def test_saga_when_no_fault_then_all_steps_succeed_and_compensate_skipped(paper: None) -> None:
+def test_saga_when_no_fault_then_all_steps_succeed_and_compensate_skipped(paper_world: None) -> None:
     run = _run_drill(fail_at="none")
 
     assert run.state == "success"
@@ -114,7 +100,7 @@ def test_saga_when_no_fault_then_all_steps_succeed_and_compensate_skipped(paper:
     assert end["bybit.positions"] == {"BTC/USDT:USDT": Decimal("-0.2")}
 
 
-def test_saga_when_call_times_out_after_order_placed_then_retry_places_no_second_order(paper: None) -> None:
+def test_saga_when_call_times_out_after_order_placed_then_retry_places_no_second_order(paper_world: None) -> None:
     from tradeops.venues.paper import PaperVenue
 
     run = _run_drill(fail_at="buy_spot", error="temporary", phase="after")
@@ -126,7 +112,7 @@ def test_saga_when_call_times_out_after_order_placed_then_retry_places_no_second
     assert tries == [(1, "started"), (1, "failed"), (2, "started"), (2, "succeeded")]
 
 
-def test_saga_when_operational_error_then_compensated_and_trading_halted(paper: None) -> None:
+def test_saga_when_operational_error_then_compensated_and_trading_halted(paper_world: None) -> None:
     run = _run_drill(fail_at="hedge_perp", error="operational")
 
     assert run.state == "failed"
@@ -139,7 +125,7 @@ def test_saga_when_operational_error_then_compensated_and_trading_halted(paper: 
     ]
 
 
-def test_step_when_process_killed_after_order_placed_then_rerun_places_no_second_order(paper: None) -> None:
+def test_step_when_process_killed_after_order_placed_then_rerun_places_no_second_order(paper_world: None) -> None:
     """A real process death (SIGKILL) between the venue accepting the order and the step finishing."""
     from tradeops.saga.core import StepRef, compensation_record, run_action
     from tradeops.venues.paper import PaperVenue
@@ -178,7 +164,7 @@ def test_step_when_process_killed_after_order_placed_then_rerun_places_no_second
 
 
 def test_venue_when_temporary_failures_reach_threshold_then_breaker_fails_fast(
-    paper: None, monkeypatch: pytest.MonkeyPatch
+    paper_world: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tradeops.errors import CircuitOpenError, TemporaryVenueError
     from tradeops.venues.factory import open_venue

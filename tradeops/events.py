@@ -164,7 +164,33 @@ class CriticalAlert(EventBase):
     scope: Name | None = Field(default=None, description="what is affected: a venue, a symbol, 'global'")
 
 
-Event = MarketShock | CapitalThreshold | FundingRateDeviation | CriticalAlert
+class VenueFlatState(BaseModel):
+    """How one venue ended an emergency stop."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    venue: Name
+    flat: bool
+    orders_canceled: int = Field(ge=0)
+    positions_closed: int = Field(ge=0)
+    open_positions: int = Field(ge=0)
+    open_orders: int = Field(ge=0)
+    error: Text | None = None
+
+
+class StopLossReport(EventBase):
+    """The outcome of an emergency stop, published to ``risk-alerts`` (informational: it never
+    triggers another stop)."""
+
+    event_type: Literal["stop_loss_report"] = "stop_loss_report"
+    trading_state: Literal["ACTIVE", "REDUCING", "HALTED"]
+    trigger_event_ids: tuple[str, ...] = ()
+    venues: tuple[VenueFlatState, ...] = Field(min_length=1)
+    all_flat: bool
+    run_id: str | None = Field(default=None, max_length=250)
+
+
+Event = MarketShock | CapitalThreshold | FundingRateDeviation | CriticalAlert | StopLossReport
 
 
 @dataclass(frozen=True)
@@ -207,6 +233,24 @@ REGISTRY: dict[str, EventSpec] = {
         CriticalAlert,
         "risk_alerts",
         {"severity": "critical", "reason": "exchange API keys revoked", "scope": "okx"},
+    ),
+    "stop_loss_report": EventSpec(
+        StopLossReport,
+        "risk_alerts",
+        {
+            "trading_state": "HALTED",
+            "all_flat": True,
+            "venues": [
+                {
+                    "venue": "binance",
+                    "flat": True,
+                    "orders_canceled": 1,
+                    "positions_closed": 2,
+                    "open_positions": 0,
+                    "open_orders": 0,
+                }
+            ],
+        },
     ),
 }
 

@@ -109,19 +109,20 @@ def _reduces(request: OrderRequest, current_exposure: Decimal) -> bool:
 
 
 def check_order(
-    request: OrderRequest, state: TradingState, current_exposure: Decimal, *, compensating: bool = False
+    request: OrderRequest, state: TradingState, current_exposure: Decimal, *, exit_only: bool = False
 ) -> None:
     """Raise ``TradingHaltedError`` when the trading state forbids ``request``.
 
     ``current_exposure`` is the signed position (perp) or the held base amount (spot).
-    While HALTED, only orders that reduce exposure AND are reduce-only (the emergency stop) or
-    undo one of our own fills (saga compensation) pass.
+    ``exit_only`` marks an order that exists only to take exposure off: a saga undo trading back
+    one of our own fills, or the emergency stop selling equity holdings. While HALTED, only orders
+    that reduce exposure AND are reduce-only or ``exit_only`` pass.
     """
     if state is TradingState.ACTIVE:
         return
     reduces = _reduces(request, current_exposure)
     if state is TradingState.HALTED:
-        if reduces and (request.reduce_only or compensating):
+        if reduces and (request.reduce_only or exit_only):
             return
         raise TradingHaltedError(
             f"trading is HALTED: order {request.client_order_id} ({request.side.value} "

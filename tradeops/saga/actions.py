@@ -99,7 +99,7 @@ def undo_place_order(params: Params, key: str) -> UndoResult:
         client_order_id=undo_key(key),
         reduce_only=is_perp and not request.reduce_only,
     )
-    reversed_order = venue.place_order(reverse, compensating=True)
+    reversed_order = venue.place_order(reverse, exit_only=True)
     summary = f"{reverse.side} {reverse.amount} {reverse.symbol} (order {reversed_order.order_id})"
     return UndoResult(
         UndoOutcome.UNDONE,

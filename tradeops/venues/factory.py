@@ -95,9 +95,16 @@ def open_venue(
     settings: Settings | None = None,
     engine: Engine | None = None,
     clock: Callable[[], datetime] | None = None,
+    circuit_breaker: bool = True,
 ) -> GuardedVenue:
-    """The venue every trading path uses: risk-checked and behind its circuit breaker."""
+    """The venue every trading path uses: risk-checked and behind its circuit breaker.
+
+    ``circuit_breaker=False`` is for the emergency exit only: flattening keeps calling a venue
+    whose breaker is open, because being stuck with positions costs more than a few failed calls.
+    """
     settings = settings or load_settings()
+    if not circuit_breaker:
+        return GuardedVenue(open_raw_venue(name, settings=settings, engine=engine), None, engine=engine)
     breaker_kwargs: dict[str, Any] = {"engine": engine}
     if clock is not None:
         breaker_kwargs["clock"] = clock
@@ -113,13 +120,15 @@ def open_venue(
 class GuardedVenue(Venue):
     """A venue behind the trading-state check and the circuit breaker."""
 
-    def __init__(self, inner: Venue, breaker: CircuitBreaker, *, engine: Engine | None = None) -> None:
+    def __init__(self, inner: Venue, breaker: CircuitBreaker | None, *, engine: Engine | None = None) -> None:
         self.inner = inner
         self.name = inner.name
         self.breaker = breaker
         self._engine = engine
 
     def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self.breaker is None:
+            return method(*args, **kwargs)
         self.breaker.before_call()
         try:
             result = method(*args, **kwargs)
@@ -143,14 +152,14 @@ class GuardedVenue(Venue):
         balance = self.balances().get(base)
         return balance.total if balance else Decimal(0)
 
-    def place_order(self, request: OrderRequest, *, compensating: bool = False) -> Order:
+    def place_order(self, request: OrderRequest, *, exit_only: bool = False) -> Order:
         """Place ``request`` unless the venue already has it or the trading state forbids it."""
         existing = self.get_order(request.client_order_id, request.symbol)
         if existing is not None:
             return existing  # a retry of an order the venue already has: never act twice
         state = risk.get_state(self._engine).state
         if state is not risk.TradingState.ACTIVE:
-            risk.check_order(request, state, self.exposure(request.symbol), compensating=compensating)
+            risk.check_order(request, state, self.exposure(request.symbol), exit_only=exit_only)
         return self._call(self.inner.place_order, request)
 
     def balances(self) -> dict[str, Balance]:

@@ -1,0 +1,685 @@
+"""The funding-rate hedge: short perps against the spot held across venues, where funding pays most.
+
+Each stage returns a JSON-safe value, so the stages can run as separate Airflow tasks:
+
+1. ``snapshot_funding`` reads every crypto venue once: funding rates (normalised to one period),
+   marks, perp positions and spot holdings. A venue that fails is recorded as unavailable and the
+   others carry on: no single venue blocks the hedge.
+2. ``plan_hedge`` turns a snapshot into target positions and the order legs that reach them.
+   ``HedgePlan.to_saga_steps`` gives the parameters of ``tradeops.saga.actions.place_order``, whose
+   undo ``undo_place_order`` trades each fill back (the reverse of the adjustment).
+3. ``verify_hedge`` compares a later snapshot with the positions the plan expected.
+
+``deviation_events`` builds the funding-rate-deviation events the hedge publishes. They are decided
+by ``tradeops.conditions.funding_deviation`` itself, so a watcher re-checking a published event
+always agrees with the hedge that published it.
+
+Allocation rule, per symbol
+---------------------------
+The target net perp position is ``-(hedge_ratio x spot base held on every available venue)``.
+Venues are ranked by normalised funding rate, highest first (a short receives positive funding),
+ties by venue name. An existing short stays where it is while its venue's rate is within
+``keep_within_bps`` (default 1 bp per period) of the best: kept shorts count towards the target in
+rank order, whatever is still missing goes to the best venue, and every other position is closed.
+Why 1 bp: moving a short costs two taker fees (about 10 bps of its notional, once); a funding gap
+of 1 bp per 8 h pays that back only after about three days, and gaps that small come and go with
+the market. Chasing them would churn; a gap above that pays a move back within days.
+
+Trading state
+-------------
+While the state is REDUCING or HALTED no exposure may be added, so every existing short is kept
+wherever it is (moving it would close one venue's short without being able to open the other's,
+leaving the spot unhedged) and only legs that shrink a position are planned; the others are listed
+as skipped with the reason. Reductions are reduce-only orders, which the guard admits even while
+HALTED.
+
+Legs and limits
+---------------
+A position that must change sign becomes two legs: a reduce-only close, then an open. A leg
+smaller than ``hedge.min_adjustment[base]`` is skipped (dust). A leg whose notional exceeds
+``hedge.max_adjustment_notional`` is refused, never trimmed, and every other leg of that symbol is
+refused with it (half of a move would unhedge the spot): a human decides.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar, cast
+
+from tradeops.conditions import BPS, funding_deviation, funding_deviation_bps, normalised_rate
+from tradeops.config import HedgeConfig, Settings, VenueConfig
+from tradeops.config import settings as load_settings
+from tradeops.errors import VenueError
+from tradeops.events import FundingRateDeviation, VenueFundingRate, build_event
+from tradeops.kafka.producer import DeliveryReport, publish
+from tradeops.model import MarketKind, Position, Side, parse_symbol, to_jsonable
+from tradeops.risk import TradingState
+from tradeops.venues.base import Venue
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+KEEP_WITHIN_BPS = Decimal(1)
+EVENT_SOURCE = "funding_rate_hedge"
+PLACE_ORDER_ACTION = "tradeops.saga.actions.place_order"
+
+R = TypeVar("R")
+
+
+def _text(value: Decimal) -> str:
+    """A plain decimal string without exponent or trailing zeros (``4``, ``0.25``)."""
+    return "0" if value == 0 else format(value.normalize(), "f")
+
+
+def _bps(rate: Decimal) -> str:
+    return f"{(rate * BPS).quantize(Decimal('0.01'))} bps"
+
+
+# -- snapshot -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PerpQuote:
+    """One venue's perpetual market at snapshot time; ``position`` is signed (negative = short)."""
+
+    venue: str
+    symbol: str
+    rate: Decimal
+    interval_hours: int
+    normalised_rate: Decimal
+    mark_price: Decimal
+    position: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpotHolding:
+    """The base asset one venue holds (free + reserved)."""
+
+    venue: str
+    asset: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
+class VenueFailure:
+    """A venue that could not be read; ``error`` is the tradeops error class name."""
+
+    venue: str
+    error: str
+    message: str
+
+
+class AdjustmentStatus(enum.StrEnum):
+    PLANNED = "planned"
+    SKIPPED = "skipped"
+    REFUSED = "refused"
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "str": str,
+    "int": int,
+    "bool": bool,
+    "Decimal": lambda value: Decimal(str(value)),
+    "Side": Side,
+    "AdjustmentStatus": AdjustmentStatus,
+}
+
+
+def _record(cls: type[R], data: Mapping[str, Any]) -> R:
+    """A flat record dataclass back from its ``to_jsonable`` form."""
+    return cls(**{f.name: _PARSERS[str(f.type)](data[f.name]) for f in fields(cast(Any, cls))})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FundingSnapshot:
+    """What every venue said at ``taken_at``; normalised rates are per ``period_hours``."""
+
+    taken_at: datetime
+    period_hours: int
+    symbols: tuple[str, ...]
+    perps: tuple[PerpQuote, ...] = ()
+    spot: tuple[SpotHolding, ...] = ()
+    unavailable: tuple[VenueFailure, ...] = ()
+
+    def quotes(self, symbol: str) -> list[PerpQuote]:
+        return [quote for quote in self.perps if quote.symbol == symbol]
+
+    def quote(self, venue: str, symbol: str) -> PerpQuote | None:
+        return next((q for q in self.perps if q.venue == venue and q.symbol == symbol), None)
+
+    def spot_total(self, asset: str) -> Decimal:
+        return sum((holding.amount for holding in self.spot if holding.asset == asset), ZERO)
+
+    def failure(self, venue: str) -> VenueFailure | None:
+        return next((failure for failure in self.unavailable if failure.venue == venue), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return cast(dict[str, Any], to_jsonable(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FundingSnapshot:
+        return cls(
+            taken_at=datetime.fromisoformat(data["taken_at"]),
+            period_hours=int(data["period_hours"]),
+            symbols=tuple(data["symbols"]),
+            perps=tuple(_record(PerpQuote, item) for item in data["perps"]),
+            spot=tuple(_record(SpotHolding, item) for item in data["spot"]),
+            unavailable=tuple(_record(VenueFailure, item) for item in data["unavailable"]),
+        )
+
+
+def _perp_symbols(symbols: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(sorted(set(symbols)))
+    for symbol in chosen:
+        if parse_symbol(symbol)[2] is not MarketKind.PERP:
+            raise ValueError(f"'{symbol}' is not a perpetual (BASE/QUOTE:QUOTE)")
+    return chosen
+
+
+def _venue_scope(config: VenueConfig, symbols: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(perps listed here, base assets of ``symbols`` traded here in any market)."""
+    if config.asset_class != "crypto":
+        return [], []
+    listed = [symbol for symbol in symbols if symbol in config.markets]
+    traded = {parse_symbol(market)[0] for market in config.markets}
+    assets = sorted({parse_symbol(symbol)[0] for symbol in symbols} & traded)
+    return listed, assets
+
+
+def _quote(venue: Venue, name: str, symbol: str, rates: Mapping[str, Any], size: Decimal, period: int) -> PerpQuote:
+    rate = rates.get(symbol)
+    if rate is None:
+        raise VenueError(f"{name} returned no funding rate for {symbol}")
+    mark = rate.mark_price if rate.mark_price is not None else venue.mark_price(symbol)
+    return PerpQuote(
+        venue=name,
+        symbol=symbol,
+        rate=rate.rate,
+        interval_hours=rate.interval_hours,
+        normalised_rate=normalised_rate(rate.rate, rate.interval_hours, period),
+        mark_price=mark,
+        position=size,
+    )
+
+
+def _sizes(positions: Iterable[Position]) -> dict[str, Decimal]:
+    sizes: dict[str, Decimal] = {}
+    for position in positions:
+        sizes[position.symbol] = sizes.get(position.symbol, ZERO) + position.size
+    return sizes
+
+
+def _read_venue(
+    venue: Venue, name: str, listed: list[str], assets: list[str], period: int
+) -> tuple[list[PerpQuote], list[SpotHolding]]:
+    """Everything the hedge needs from one venue; raises the venue's error if any call fails."""
+    balances = venue.balances()
+    spot = [
+        SpotHolding(venue=name, asset=asset, amount=balances[asset].total if asset in balances else ZERO)
+        for asset in assets
+    ]
+    if not listed:
+        return [], spot
+    rates = venue.funding_rates(listed)
+    sizes = _sizes(venue.positions())
+    return [_quote(venue, name, symbol, rates, sizes.get(symbol, ZERO), period) for symbol in listed], spot
+
+
+def snapshot_funding(
+    venues: Mapping[str, Venue], symbols: Sequence[str], *, settings: Settings | None = None
+) -> FundingSnapshot:
+    """Funding, marks, perp positions and spot holdings of ``symbols`` on every crypto venue.
+
+    A venue is read when it lists one of the perps (rates, marks, positions, spot) or trades the
+    base asset in any market (spot only: spot held there needs hedging too). Venues failing with a
+    ``VenueError`` are recorded in ``unavailable``; the others are still read.
+    """
+    settings = settings or load_settings()
+    wanted = _perp_symbols(symbols)
+    period = settings.thresholds.funding_period_hours
+    perps: list[PerpQuote] = []
+    spot: list[SpotHolding] = []
+    failures: list[VenueFailure] = []
+    for name in sorted(venues):
+        listed, assets = _venue_scope(settings.venue(name), wanted)
+        if not assets:
+            continue
+        try:
+            venue_perps, venue_spot = _read_venue(venues[name], name, listed, assets, period)
+        except VenueError as exc:
+            log.warning("funding snapshot: venue %s unavailable: %s: %s", name, type(exc).__name__, exc)
+            failures.append(VenueFailure(venue=name, error=type(exc).__name__, message=str(exc)))
+            continue
+        perps.extend(venue_perps)
+        spot.extend(venue_spot)
+    return FundingSnapshot(
+        taken_at=datetime.now(UTC),
+        period_hours=period,
+        symbols=wanted,
+        perps=tuple(perps),
+        spot=tuple(spot),
+        unavailable=tuple(failures),
+    )
+
+
+# -- plan ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adjustment:
+    """One order leg moving a venue's position from ``before`` to ``after`` (never across zero)."""
+
+    venue: str
+    symbol: str
+    side: Side
+    amount: Decimal
+    before: Decimal
+    after: Decimal
+    mark_price: Decimal
+    reduce_only: bool
+    status: AdjustmentStatus = AdjustmentStatus.PLANNED
+    reason: str = ""
+
+    @property
+    def notional(self) -> Decimal:
+        return self.amount * self.mark_price
+
+    def to_step(self) -> dict[str, Any]:
+        """Parameters of ``tradeops.saga.actions.place_order``."""
+        return {
+            "venue": self.venue,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "amount": _text(self.amount),
+            "order_type": "market",
+            "reduce_only": self.reduce_only,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class VenueTarget:
+    """One venue's position: now, wanted, and after the planned legs (skipped/refused legs differ)."""
+
+    venue: str
+    symbol: str
+    current: Decimal
+    target: Decimal
+    expected: Decimal
+    tolerance: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
+class SymbolHedge:
+    """The hedge of one symbol: ``target_net = -(hedge_ratio x spot)``."""
+
+    symbol: str
+    spot: Decimal
+    hedge_ratio: Decimal
+    target_net: Decimal
+    best_venue: str
+    best_rate: Decimal
+
+
+def _leg_key(adjustment: Adjustment) -> tuple[int, str, str]:
+    return (0 if adjustment.reduce_only else 1, adjustment.venue, adjustment.symbol)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HedgePlan:
+    """Targets and order legs; ``to_saga_steps`` lists the planned legs, reductions first."""
+
+    trading_state: TradingState
+    period_hours: int
+    hedges: tuple[SymbolHedge, ...] = ()
+    positions: tuple[VenueTarget, ...] = ()
+    adjustments: tuple[Adjustment, ...] = ()
+    notes: tuple[str, ...] = ()
+    unavailable: tuple[VenueFailure, ...] = ()
+
+    def with_status(self, status: AdjustmentStatus) -> list[Adjustment]:
+        return [adjustment for adjustment in self.adjustments if adjustment.status is status]
+
+    def to_saga_steps(self) -> list[dict[str, Any]]:
+        """``place_order`` parameters: reductions first, then increases, each by venue and symbol."""
+        return [leg.to_step() for leg in sorted(self.with_status(AdjustmentStatus.PLANNED), key=_leg_key)]
+
+    def explain(self) -> str:
+        return "\n".join(_explain_lines(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        return cast(dict[str, Any], to_jsonable(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HedgePlan:
+        return cls(
+            trading_state=TradingState(data["trading_state"]),
+            period_hours=int(data["period_hours"]),
+            hedges=tuple(_record(SymbolHedge, item) for item in data["hedges"]),
+            positions=tuple(_record(VenueTarget, item) for item in data["positions"]),
+            adjustments=tuple(_record(Adjustment, item) for item in data["adjustments"]),
+            notes=tuple(str(note) for note in data["notes"]),
+            unavailable=tuple(_record(VenueFailure, item) for item in data["unavailable"]),
+        )
+
+
+def hedge_symbols(named: Iterable[str], settings: Settings) -> list[str]:
+    """The configured hedge symbols among ``named`` (e.g. the symbols of funding-rate events)."""
+    return sorted(set(named) & set(settings.hedge.symbols))
+
+
+def _chosen_symbols(snapshot: FundingSnapshot, settings: Settings, symbols: Sequence[str] | None) -> list[str]:
+    named = set(snapshot.symbols if symbols is None else symbols)
+    chosen = hedge_symbols(named, settings)
+    missing = [symbol for symbol in chosen if symbol not in snapshot.symbols]
+    if missing:
+        raise ValueError(f"symbols {missing} are not in the snapshot (taken for {list(snapshot.symbols)})")
+    bases = [parse_symbol(symbol)[0] for symbol in chosen]
+    shared = sorted({base for base in bases if bases.count(base) > 1})
+    if shared:
+        raise ValueError(f"hedge symbols share base assets {shared}: the same spot would be hedged twice")
+    return chosen
+
+
+def _allocate(ranked: Sequence[PerpQuote], need: Decimal, keep_within: Decimal | None) -> dict[str, Decimal]:
+    """Target position per venue; ``keep_within`` None keeps every existing short (no moves)."""
+    best = ranked[0]
+    remaining = need
+    targets: dict[str, Decimal] = {}
+    for quote in ranked:
+        keep = ZERO
+        near_best = keep_within is None or best.normalised_rate - quote.normalised_rate <= keep_within
+        if quote.position < 0 and near_best:
+            keep = min(-quote.position, remaining)
+        targets[quote.venue] = -keep
+        remaining -= keep
+    targets[best.venue] -= remaining
+    return targets
+
+
+def _leg(quote: PerpQuote, before: Decimal, after: Decimal) -> Adjustment:
+    delta = after - before
+    return Adjustment(
+        venue=quote.venue,
+        symbol=quote.symbol,
+        side=Side.BUY if delta > 0 else Side.SELL,
+        amount=abs(delta),
+        before=before,
+        after=after,
+        mark_price=quote.mark_price,
+        reduce_only=abs(after) < abs(before),
+    )
+
+
+def _legs(quote: PerpQuote, target: Decimal) -> list[Adjustment]:
+    """The legs from the current position to ``target``: a sign change is a close plus an open."""
+    current = quote.position
+    if target == current:
+        return []
+    if current != 0 and target != 0 and (current > 0) != (target > 0):
+        return [_leg(quote, current, ZERO), _leg(quote, ZERO, target)]
+    return [_leg(quote, current, target)]
+
+
+def _judge_leg(leg: Adjustment, hedge: HedgeConfig, tolerance: Decimal, state: TradingState) -> Adjustment:
+    if leg.amount < tolerance:
+        return replace(leg, status=AdjustmentStatus.SKIPPED, reason=f"below min_adjustment {_text(tolerance)}")
+    if not leg.reduce_only and state is not TradingState.ACTIVE:
+        reason = f"trading state {state.value}: adds exposure, only reductions are planned"
+        return replace(leg, status=AdjustmentStatus.SKIPPED, reason=reason)
+    limit = hedge.max_adjustment_notional
+    if leg.notional >= limit:
+        reason = (
+            f"notional {_text(leg.notional)} exceeds max_adjustment_notional {_text(limit)}; "
+            "not trimmed: a human must split it or raise the limit"
+        )
+        return replace(leg, status=AdjustmentStatus.REFUSED, reason=reason)
+    return leg
+
+
+def _judge(legs: list[Adjustment], hedge: HedgeConfig, tolerance: Decimal, state: TradingState) -> list[Adjustment]:
+    """Apply the limits; one refused leg refuses every planned leg of the symbol."""
+    judged = [_judge_leg(leg, hedge, tolerance, state) for leg in legs]
+    refused = [leg for leg in judged if leg.status is AdjustmentStatus.REFUSED]
+    if not refused:
+        return judged
+    reason = f"refused with the {refused[0].venue} leg (a partial hedge move would unhedge the spot)"
+    return [
+        replace(leg, status=AdjustmentStatus.REFUSED, reason=reason) if leg.status is AdjustmentStatus.PLANNED else leg
+        for leg in judged
+    ]
+
+
+def _expected(quote: PerpQuote, legs: Iterable[Adjustment]) -> Decimal:
+    planned = (leg for leg in legs if leg.venue == quote.venue and leg.status is AdjustmentStatus.PLANNED)
+    return quote.position + sum((leg.after - leg.before for leg in planned), ZERO)
+
+
+def _plan_symbol(
+    snapshot: FundingSnapshot,
+    hedge: HedgeConfig,
+    state: TradingState,
+    symbol: str,
+    keep_within: Decimal,
+) -> tuple[SymbolHedge, list[VenueTarget], list[Adjustment]]:
+    base = parse_symbol(symbol)[0]
+    tolerance = hedge.min_adjustment.get(base, ZERO)
+    spot = snapshot.spot_total(base)
+    ranked = sorted(snapshot.quotes(symbol), key=lambda quote: (-quote.normalised_rate, quote.venue))
+    targets = _allocate(ranked, hedge.hedge_ratio * spot, keep_within if state is TradingState.ACTIVE else None)
+    legs = _judge([leg for q in ranked for leg in _legs(q, targets[q.venue])], hedge, tolerance, state)
+    venue_targets = [
+        VenueTarget(
+            venue=q.venue,
+            symbol=symbol,
+            current=q.position,
+            target=targets[q.venue],
+            expected=_expected(q, legs),
+            tolerance=tolerance,
+        )
+        for q in sorted(ranked, key=lambda quote: quote.venue)
+    ]
+    summary = SymbolHedge(
+        symbol=symbol,
+        spot=spot,
+        hedge_ratio=hedge.hedge_ratio,
+        target_net=-(hedge.hedge_ratio * spot),
+        best_venue=ranked[0].venue,
+        best_rate=ranked[0].normalised_rate,
+    )
+    return summary, venue_targets, legs
+
+
+def _general_notes(snapshot: FundingSnapshot, state: TradingState) -> list[str]:
+    notes = [
+        f"{failure.venue} unavailable ({failure.error}: {failure.message}); its spot and positions are not in this plan"
+        for failure in snapshot.unavailable
+    ]
+    if state is not TradingState.ACTIVE:
+        notes.append(
+            f"trading state {state.value}: no exposure is added and no position moves between venues; "
+            "only reductions are planned"
+        )
+    return notes
+
+
+def plan_hedge(
+    snapshot: FundingSnapshot,
+    settings: Settings,
+    trading_state: TradingState,
+    symbols: Sequence[str] | None = None,
+    *,
+    keep_within_bps: Decimal = KEEP_WITHIN_BPS,
+) -> HedgePlan:
+    """Targets and legs for the configured hedge symbols among ``symbols`` (default: the snapshot's).
+
+    See the module docstring for the allocation rule and the limits.
+    """
+    trading_state = TradingState(trading_state)  # an XCom may carry the state as its string value
+    notes = _general_notes(snapshot, trading_state)
+    named = snapshot.symbols if symbols is None else symbols
+    ignored = sorted(set(named) - set(settings.hedge.symbols))
+    notes.extend(f"{symbol} is not a hedge symbol (hedge.symbols); ignored" for symbol in ignored)
+    hedges: list[SymbolHedge] = []
+    positions: list[VenueTarget] = []
+    adjustments: list[Adjustment] = []
+    for symbol in _chosen_symbols(snapshot, settings, symbols):
+        if not snapshot.quotes(symbol):
+            notes.append(f"{symbol}: no available venue lists it; nothing planned")
+            continue
+        summary, venue_targets, legs = _plan_symbol(
+            snapshot, settings.hedge, trading_state, symbol, keep_within_bps / BPS
+        )
+        hedges.append(summary)
+        positions.extend(venue_targets)
+        adjustments.extend(legs)
+    return HedgePlan(
+        trading_state=trading_state,
+        period_hours=snapshot.period_hours,
+        hedges=tuple(hedges),
+        positions=tuple(positions),
+        adjustments=tuple(sorted(adjustments, key=_leg_key)),
+        notes=tuple(notes),
+        unavailable=snapshot.unavailable,
+    )
+
+
+def _explain_lines(plan: HedgePlan) -> list[str]:
+    lines = [f"Funding-rate hedge plan (trading state {plan.trading_state.value}, rates per {plan.period_hours} h)"]
+    lines.extend(f"note: {note}" for note in plan.notes)
+    for hedge in plan.hedges:
+        base = parse_symbol(hedge.symbol)[0]
+        lines.append(
+            f"{hedge.symbol}: spot {_text(hedge.spot)} {base} x {_text(hedge.hedge_ratio)} -> net target "
+            f"{_text(hedge.target_net)}; best funding {hedge.best_venue} ({_bps(hedge.best_rate)})"
+        )
+        lines.extend(
+            f"  {t.venue}: {_text(t.current)} -> target {_text(t.target)} (expected {_text(t.expected)})"
+            for t in plan.positions
+            if t.symbol == hedge.symbol
+        )
+        lines.extend(_leg_line(leg) for leg in plan.adjustments if leg.symbol == hedge.symbol)
+    if not plan.with_status(AdjustmentStatus.PLANNED):
+        lines.append("nothing to place")
+    return lines
+
+
+def _leg_line(leg: Adjustment) -> str:
+    flag = " reduce-only" if leg.reduce_only else ""
+    reason = f": {leg.reason}" if leg.reason else ""
+    return (
+        f"  {leg.status.value.upper()} {leg.venue} {leg.side.value} {_text(leg.amount)}{flag} "
+        f"(notional {_text(leg.notional.quantize(Decimal('0.01')))}){reason}"
+    )
+
+
+# -- verification -------------------------------------------------------------------------------
+
+
+def verify_hedge(snapshot_after: FundingSnapshot, plan: HedgePlan) -> list[str]:
+    """Problems after execution: positions not where the planned legs should have put them.
+
+    Each venue's position must equal its expected position within the symbol's min_adjustment.
+    Gaps the plan left on purpose (skipped or refused legs) are in ``plan.explain()``, not here.
+    """
+    problems: list[str] = []
+    for target in plan.positions:
+        problem = _position_problem(snapshot_after, target)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _position_problem(snapshot: FundingSnapshot, target: VenueTarget) -> str | None:
+    label = f"{target.venue} {target.symbol}"
+    failure = snapshot.failure(target.venue)
+    if failure is not None:
+        return f"{label}: cannot verify, venue unavailable ({failure.error}: {failure.message})"
+    quote = snapshot.quote(target.venue, target.symbol)
+    if quote is None:
+        return f"{label}: not in the snapshot"
+    if abs(quote.position - target.expected) > target.tolerance:
+        return (
+            f"{label}: position {_text(quote.position)}, expected {_text(target.expected)} "
+            f"(target {_text(target.target)}, tolerance {_text(target.tolerance)})"
+        )
+    return None
+
+
+# -- deviation events ---------------------------------------------------------------------------
+
+
+def _draft(symbol: str, quotes: Sequence[PerpQuote]) -> FundingRateDeviation:
+    """An unvalidated event carrying only the rates, for the condition to judge."""
+    rates = tuple(
+        VenueFundingRate.model_construct(venue=q.venue, rate=q.rate, interval_hours=q.interval_hours) for q in quotes
+    )
+    return FundingRateDeviation.model_construct(symbol=symbol, rates=rates)
+
+
+def _deviation_event(symbol: str, quotes: Sequence[PerpQuote], settings: Settings) -> FundingRateDeviation | None:
+    draft = _draft(symbol, quotes)
+    if not funding_deviation(draft, settings).fire:
+        return None
+    gap, _venue_a, _venue_b = funding_deviation_bps(draft, settings.thresholds.funding_period_hours)
+    payload = {
+        "symbol": symbol,
+        "rates": [{"venue": q.venue, "rate": q.rate, "interval_hours": q.interval_hours} for q in quotes],
+        "deviation_bps": gap,
+        "source": EVENT_SOURCE,
+    }
+    return cast(FundingRateDeviation, build_event("funding-rate-deviation", payload))
+
+
+def deviation_events(snapshot: FundingSnapshot, settings: Settings) -> list[FundingRateDeviation]:
+    """A funding-rate-deviation event per symbol whose normalised rates differ beyond the threshold.
+
+    The decision is ``tradeops.conditions.funding_deviation`` on the venues' quoted rates and
+    intervals, the same check the event watcher applies. Raises ``EventValidationError`` when a
+    venue quotes a rate outside the event schema's bounds (an alert must not vanish silently).
+    """
+    events: list[FundingRateDeviation] = []
+    for symbol in snapshot.symbols:
+        quotes = sorted(snapshot.quotes(symbol), key=lambda quote: quote.venue)
+        if len(quotes) < 2:
+            continue
+        event = _deviation_event(symbol, quotes, settings)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def publish_deviations(
+    snapshot: FundingSnapshot, settings: Settings, *, bootstrap: str | None = None
+) -> list[DeliveryReport]:
+    """Publish ``deviation_events(snapshot, settings)``; each report means the broker stored it."""
+    return [
+        publish(event, bootstrap=bootstrap, topics=settings.kafka.topics)
+        for event in deviation_events(snapshot, settings)
+    ]
+
+
+__all__ = [
+    "EVENT_SOURCE",
+    "KEEP_WITHIN_BPS",
+    "PLACE_ORDER_ACTION",
+    "Adjustment",
+    "AdjustmentStatus",
+    "FundingSnapshot",
+    "HedgePlan",
+    "PerpQuote",
+    "SpotHolding",
+    "SymbolHedge",
+    "VenueFailure",
+    "VenueTarget",
+    "deviation_events",
+    "hedge_symbols",
+    "plan_hedge",
+    "publish_deviations",
+    "snapshot_funding",
+    "verify_hedge",
+]

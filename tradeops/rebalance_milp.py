@@ -1,0 +1,177 @@
+"""The exact solver behind the rebalance planner: a fixed-charge min-cost flow as a MILP.
+
+Per arc ``e`` (see ``rebalance_graph``): ``x_e`` the amount sent, ``y_e`` binary "arc used".
+- linking (big-M): ``min_e * y_e <= x_e <= max_e * y_e`` (``max_e`` is the sender's balance);
+- funding: what a venue sends is at most what it holds at the start, so the steps can run in
+  any order without waiting for a settlement;
+- tolerance: ``after_v = before_v - sum(out x) + sum(in x - fee)`` lies within ``target_v +- band``;
+- deviation: ``d_v = before_v - sum(out r) + sum(in r) - target_v`` with ``r = x - fee`` (what
+  arrives): the target as if each sender paid its own fees, so receivers can land on target.
+
+Objectives, lexicographically (each phase keeps the earlier optima as constraints):
+1. total fees; 2. number of transfers; 3. sum ``|d_v|``; 4. total amount sent (less money in
+flight); 5. sum of arc ranks (a stable tie-break by the arcs' sorted order).
+HiGHS (``scipy.optimize.milp``) solves each phase to optimality (``mip_rel_gap=0``). The chosen
+arcs are then fixed and the amounts re-solved as an LP, which removes big-M leakage (a tiny
+``y_e`` carrying flow without paying the fee, within the integrality tolerance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from tradeops.rebalance_graph import Arc
+
+Vector = NDArray[np.float64]
+_FEAS_SLACK = 1e-6
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowProblem:
+    venues: tuple[str, ...]
+    before: dict[str, Decimal]
+    targets: dict[str, Decimal]
+    band: Decimal
+    arcs: tuple[Arc, ...]
+
+
+@dataclass(frozen=True)
+class _Row:
+    coefficients: Vector
+    low: float
+    high: float
+
+
+class _Layout:
+    """Variable positions: x (arcs), y (arcs), d+ (venues), d- (venues)."""
+
+    def __init__(self, problem: FlowProblem) -> None:
+        self.arcs = len(problem.arcs)
+        self.venues = len(problem.venues)
+        self.size = 2 * self.arcs + 2 * self.venues
+
+    def x(self, i: int) -> int:
+        return i
+
+    def y(self, i: int) -> int:
+        return self.arcs + i
+
+    def d_plus(self, j: int) -> int:
+        return 2 * self.arcs + j
+
+    def d_minus(self, j: int) -> int:
+        return 2 * self.arcs + self.venues + j
+
+    def zeros(self) -> Vector:
+        return np.zeros(self.size)
+
+
+def _linking_rows(problem: FlowProblem, lay: _Layout) -> list[_Row]:
+    rows = []
+    for i, arc in enumerate(problem.arcs):
+        upper, lower = lay.zeros(), lay.zeros()
+        upper[lay.x(i)], upper[lay.y(i)] = 1.0, -float(arc.max_amount)
+        lower[lay.x(i)], lower[lay.y(i)] = 1.0, -float(arc.min_amount)
+        rows += [_Row(upper, -np.inf, 0.0), _Row(lower, 0.0, np.inf)]
+    return rows
+
+
+def _venue_rows(problem: FlowProblem, lay: _Layout) -> list[_Row]:
+    rows = []
+    band = float(problem.band)
+    for j, venue in enumerate(problem.venues):
+        sent, after, deviation = lay.zeros(), lay.zeros(), lay.zeros()
+        for i, arc in enumerate(problem.arcs):
+            if arc.source == venue:
+                sent[lay.x(i)] = 1.0
+                after[lay.x(i)] = -1.0
+                deviation[lay.x(i)], deviation[lay.y(i)] = -(1 - float(arc.pct_fee)), float(arc.fixed_fee)
+            elif arc.target == venue:
+                after[lay.x(i)], after[lay.y(i)] = 1 - float(arc.pct_fee), -float(arc.fixed_fee)
+                deviation[lay.x(i)], deviation[lay.y(i)] = 1 - float(arc.pct_fee), -float(arc.fixed_fee)
+        deviation[lay.d_plus(j)], deviation[lay.d_minus(j)] = -1.0, 1.0
+        gap = float(problem.targets[venue] - problem.before[venue])
+        rows += [
+            _Row(sent, -np.inf, float(problem.before[venue])),
+            _Row(after, gap - band, gap + band),
+            _Row(deviation, gap, gap),
+        ]
+    return rows
+
+
+def _objectives(problem: FlowProblem, lay: _Layout) -> list[tuple[Vector, float]]:
+    """(coefficients, slack allowed when this optimum becomes a constraint), in priority order."""
+    fees = [arc.fixed_fee for arc in problem.arcs if arc.fixed_fee > 0]
+    cost_scale = 1 / float(min(fees)) if fees else 1.0  # cost in units of the smallest fee
+    scale = float(sum(problem.before.values()))
+    cost, count, deviation, flight, rank = (lay.zeros() for _ in range(5))
+    for i, arc in enumerate(problem.arcs):
+        cost[lay.x(i)], cost[lay.y(i)] = float(arc.pct_fee) * cost_scale, float(arc.fixed_fee) * cost_scale
+        count[lay.y(i)] = 1.0
+        flight[lay.x(i)] = 1.0
+        rank[lay.y(i)] = float(i + 1)
+    for j in range(lay.venues):
+        deviation[lay.d_plus(j)] = deviation[lay.d_minus(j)] = 1.0
+    return [(cost, 1e-6), (count, 0.5), (deviation, 1e-9 * scale), (flight, 1e-9 * scale), (rank, 0.5)]
+
+
+def _solve(
+    objective: Vector, rows: Sequence[_Row], bounds: Bounds, integrality: Vector
+) -> Vector | None:
+    matrix = np.vstack([row.coefficients for row in rows])
+    constraint = LinearConstraint(matrix, [row.low for row in rows], [row.high for row in rows])
+    result = milp(
+        objective,
+        integrality=integrality,
+        bounds=bounds,
+        constraints=[constraint],
+        options={"mip_rel_gap": 0.0, "presolve": True},
+    )
+    return result.x if result.status == 0 and result.x is not None else None
+
+
+def _lexicographic(
+    objectives: Sequence[tuple[Vector, float]], rows: list[_Row], bounds: Bounds, integrality: Vector
+) -> Vector | None:
+    """Optimise each objective in turn, keeping the earlier ones at their optimum."""
+    best: Vector | None = None
+    for coefficients, slack in objectives:
+        solution = _solve(coefficients, rows, bounds, integrality)
+        if solution is None:
+            return best  # only the first phase can be infeasible; later ones keep the last optimum
+        best = solution
+        value = float(coefficients @ solution)
+        rows = [*rows, _Row(coefficients, -np.inf, value + slack + _FEAS_SLACK * abs(value))]
+    return best
+
+
+def solve_flow(problem: FlowProblem) -> dict[int, float] | None:
+    """Amount sent per used arc (index into ``problem.arcs``), or None when infeasible."""
+    lay = _Layout(problem)
+    if lay.arcs == 0:
+        inside = all(abs(problem.before[v] - problem.targets[v]) <= problem.band for v in problem.venues)
+        return {} if inside else None
+    rows = _linking_rows(problem, lay) + _venue_rows(problem, lay)
+    objectives = _objectives(problem, lay)
+    upper = np.full(lay.size, np.inf)
+    upper[: lay.arcs] = [float(a.max_amount) for a in problem.arcs]
+    upper[lay.arcs : 2 * lay.arcs] = 1.0
+    integrality = np.zeros(lay.size)
+    integrality[lay.arcs : 2 * lay.arcs] = 1
+    chosen = _lexicographic(objectives, rows, Bounds(np.zeros(lay.size), upper), integrality)
+    if chosen is None:
+        return None
+    used = np.round(chosen[lay.arcs : 2 * lay.arcs])
+    lower = np.zeros(lay.size)
+    lower[lay.arcs : 2 * lay.arcs] = used
+    upper[lay.arcs : 2 * lay.arcs] = used
+    polish = [objectives[0], objectives[2], objectives[3]]
+    amounts = _lexicographic(polish, rows, Bounds(lower, upper), np.zeros(lay.size))
+    final = amounts if amounts is not None else chosen
+    return {i: float(final[lay.x(i)]) for i in range(lay.arcs) if used[i] > 0.5}
