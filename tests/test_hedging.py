@@ -215,7 +215,7 @@ def test_plan_when_leg_notional_above_max_then_refused_not_trimmed(
 
 
 def test_plan_when_one_leg_of_a_move_refused_then_every_leg_of_the_symbol_refused(world: dict[str, Venue]) -> None:
-    _open_perp("bybit", BTC, "-4")
+    _open_perp("bybit", BTC, "-3")  # closing it (195,058 notional) is within the limit, opening 4 on okx is not
     _paper("okx").set_funding_rate(BTC, D("0.0003"))
 
     plan = plan_hedge(
@@ -224,7 +224,7 @@ def test_plan_when_one_leg_of_a_move_refused_then_every_leg_of_the_symbol_refuse
 
     btc_legs = [(a.venue, a.side, a.amount, a.status) for a in plan.adjustments if a.symbol == BTC]
     assert btc_legs == [
-        ("bybit", Side.BUY, D(4), AdjustmentStatus.REFUSED),
+        ("bybit", Side.BUY, D(3), AdjustmentStatus.REFUSED),
         ("okx", Side.SELL, D(4), AdjustmentStatus.REFUSED),
     ]
     assert plan.to_saga_steps() == [_step("bybit", ETH, "sell", "40")]

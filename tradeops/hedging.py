@@ -432,7 +432,7 @@ def _judge_leg(leg: Adjustment, hedge: HedgeConfig, tolerance: Decimal, state: T
         reason = f"trading state {state.value}: adds exposure, only reductions are planned"
         return replace(leg, status=AdjustmentStatus.SKIPPED, reason=reason)
     limit = hedge.max_adjustment_notional
-    if leg.notional >= limit:
+    if leg.notional > limit:
         reason = (
             f"notional {_text(leg.notional)} exceeds max_adjustment_notional {_text(limit)}; "
             "not trimmed: a human must split it or raise the limit"
