@@ -91,6 +91,7 @@ def dead_letter(raw: RawMessage, error: EventValidationError, watcher: Watcher, 
             raw.topic,
             source_partition=raw.partition,
             source_offset=raw.offset,
+            key=f"{raw.topic}/{raw.partition}",  # one source partition stays in order in the DLQ
             bootstrap=bootstrap,
         )
     log.warning("Dead-lettered %s[%d]@%d (%s): %s", raw.topic, raw.partition, raw.offset, watcher.name, error)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
+from tests.fixtures.kafka import end_offsets, read_from
 from tradeops import risk
 from tradeops.config import settings
 from tradeops.events import build_event, parse_event, to_json
@@ -71,33 +71,13 @@ def _assert_flat_everywhere() -> None:
 
 
 def _reports_after(bootstrap: str, start: dict[int, int]) -> list[dict[str, Any]]:
-    topic = settings().kafka.topics.risk_alerts
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "test-stop-loss-report", "enable.auto.commit": False}
-    )
-    try:
-        consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
-        found = []
-        for _ in range(40):
-            message = consumer.poll(0.25)
-            if message is not None and not message.error():
-                found.append(json.loads(message.value()))
-        return [m for m in found if m.get("event_type") == "stop_loss_report"]
-    finally:
-        consumer.close()
+    messages = read_from(bootstrap, settings().kafka.topics.risk_alerts, start, polls=40)
+    found = [json.loads(m.value()) for m in messages]
+    return [m for m in found if m.get("event_type") == "stop_loss_report"]
 
 
 def _end_offsets(bootstrap: str) -> dict[int, int]:
-    topic = settings().kafka.topics.risk_alerts
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-offsets"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in metadata.topics[topic].partitions
-        }
-    finally:
-        consumer.close()
+    return end_offsets(bootstrap, settings().kafka.topics.risk_alerts)
 
 
 def test_stop_loss_when_critical_alert_then_halted_flat_everywhere_and_report_published(
