@@ -192,3 +192,27 @@ def saga_chain(
     compensate_task = CompensateOperator(task_id=compensate_task_id, step_task_ids=[s.task_id for s in steps])
     tasks >> compensate_task
     return tasks, compensate_task
+
+
+def mapped_saga(
+    task_id: str,
+    action: str,
+    step_params: Any,
+    *,
+    compensate_task_id: str = "compensate",
+    **operator_kwargs: Any,
+) -> tuple[Any, CompensateOperator]:
+    """One saga step mapped over a runtime list of parameters (an XComArg), plus compensate.
+
+    The mapped steps run one at a time in map-index order (``max_active_tis_per_dagrun=1``), so
+    the list's order is the execution order; compensation undoes them in reverse map-index order.
+    An empty list maps to no step: the saga is skipped, nothing to compensate.
+    """
+    resolve_action(action)
+    operator_kwargs.setdefault("max_active_tis_per_dagrun", 1)
+    steps = SagaStepOperator.partial(task_id=task_id, action=action, step_index=0, **operator_kwargs).expand(
+        step_params=step_params
+    )
+    compensate_task = CompensateOperator(task_id=compensate_task_id, step_task_ids=[task_id])
+    steps >> compensate_task
+    return steps, compensate_task

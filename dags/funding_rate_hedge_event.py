@@ -1,0 +1,43 @@
+"""Immediate hedge when a funding-rate deviation event arrives on Kafka."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from operators.events import ClaimEventsOperator
+from operators.hedging import FundingSnapshotOperator, PlanHedgeOperator, VerifyHedgeOperator
+from operators.saga import mapped_saga
+from operators.tags import EVENT_TRIGGERED
+from sensors.kafka_events import event_asset
+from tradeops.hedging import PLACE_ORDER_ACTION
+
+DOC = """
+### Funding-rate hedge on a deviation event (event-triggered)
+
+**Starts on** a `funding_rate_deviation` in `funding-rate-events` whose venues' rates, normalised
+to one period, differ by more than `thresholds.funding_deviation_bps` (20 bps; recomputed from the
+rates, the publisher's own figure is not trusted). Hedges only the symbols the events name, at
+once, with the same planner and saga as `funding_rate_hedge_cron`.
+
+Events already handled by an earlier run are skipped. Replay by hand:
+`airflow dags trigger funding_rate_hedge_event --conf '{"events": [<funding_rate_deviation event>]}'`.
+"""
+
+with DAG(
+    dag_id="funding_rate_hedge_event",
+    schedule=event_asset("funding_deviation"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    dagrun_timeout=timedelta(minutes=10),
+    tags=[EVENT_TRIGGERED, "hedging", "saga"],
+    doc_md=DOC,
+    default_args={"priority_weight": 100},
+) as dag:
+    claim = ClaimEventsOperator(task_id="claim_events", event_types=["funding_rate_deviation"])
+    snapshot = FundingSnapshotOperator(task_id="snapshot_funding", events=claim.output)
+    plan = PlanHedgeOperator(task_id="plan_hedge", snapshot=snapshot.output)
+    steps, _compensate = mapped_saga("adjust_hedge", PLACE_ORDER_ACTION, plan.output)
+    verify = VerifyHedgeOperator(task_id="verify_hedge", plan_task_id="plan_hedge")
+    steps >> verify
