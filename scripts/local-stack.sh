@@ -59,10 +59,13 @@ up() {
   tradeops config check >/dev/null
   tradeops kafka up
   tradeops init
+  # The Kafka watchers' connections (one consumer group each); Airflow reads AIRFLOW_CONN_*.
+  eval "$(tradeops kafka connections --format env)"
   if airflow_running; then
     echo "airflow standalone already running (pid $(cat "$PID_FILE"))"
   else
     airflow db migrate >>"$AIRFLOW_HOME/migrate.log" 2>&1
+    airflow pools set emergency 16 "emergency stop-loss: never queued behind other work" >/dev/null
     echo "starting airflow standalone (log: $LOG_FILE)"
     setsid nohup airflow standalone >>"$LOG_FILE" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
@@ -107,6 +110,7 @@ print_env() {
     AIRFLOW__API__PORT AIRFLOW__API__BASE_URL; do
     printf 'export %s=%q\n' "$name" "${!name}"
   done
+  tradeops kafka connections --format env
 }
 
 case "${1:-}" in

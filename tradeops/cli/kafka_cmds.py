@@ -70,6 +70,16 @@ def _register_kafka(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         description="Show the broker's pid, address and readiness. Exit 0 when ready.",
     )
     status.set_defaults(func=_kafka_status)
+    connections = actions.add_parser(
+        "connections",
+        help="print the Airflow connections of the Kafka watchers",
+        description="Print one Airflow connection (type kafka) per watcher: its own consumer group, "
+        "enable.auto.commit=false and auto.offset.reset=earliest, as the at-least-once trigger needs. "
+        "--format env prints `export AIRFLOW_CONN_...=...` lines for a shell; --format json one object.",
+    )
+    connections.add_argument("--format", choices=["env", "json"], default="env", help="output form (default env)")
+    connections.add_argument("--bootstrap", default=None, help="broker address (default: the configured one)")
+    connections.set_defaults(func=_kafka_connections)
 
 
 def _kafka_up(args: argparse.Namespace) -> int:
@@ -98,6 +108,22 @@ def _kafka_down(args: argparse.Namespace) -> int:
         print("stopped the Kafka broker (data kept)")
     else:
         print("the Kafka broker is not running")
+    return 0
+
+
+def _kafka_connections(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from tradeops.kafka.broker import bootstrap_servers
+    from tradeops.watchers import connection_env
+
+    env = connection_env(args.bootstrap or bootstrap_servers())
+    if args.format == "json":
+        print(json.dumps({name: json.loads(value) for name, value in env.items()}, indent=2, sort_keys=True))
+    else:
+        for name, value in env.items():
+            print(f"export {name}={shlex.quote(value)}")
     return 0
 
 
