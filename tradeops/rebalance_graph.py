@@ -61,11 +61,15 @@ def fit_fee_line(quoter: FiatQuoter, currency: str, low: Decimal, high: Decimal,
 
 def _cheapest_route(routes: Mapping[str, NetworkRoute], allowed: set[str] | None) -> tuple[str, NetworkRoute] | None:
     """Lowest fee, then fastest, then network name: a stable choice."""
-    usable = [(r.fee, r.settle_seconds, network, r) for network, r in routes.items() if allowed is None or network in allowed]
+    usable = sorted(
+        (route.fee, route.settle_seconds, network)
+        for network, route in routes.items()
+        if allowed is None or network in allowed
+    )
     if not usable:
         return None
-    fee, settle, network, route = min(usable, key=lambda item: item[:3])
-    return network, route
+    network = usable[0][2]
+    return network, routes[network]
 
 
 def _deposit_networks(settings: Settings, venue: str, asset: str) -> set[str] | None:
@@ -102,7 +106,9 @@ def chain_arc(
     )
 
 
-def wise_arc(source: str, target: str, asset: str, line: FeeLine, balance: Decimal, floor: Decimal, quantum: Decimal) -> Arc | None:
+def wise_arc(
+    source: str, target: str, asset: str, line: FeeLine, balance: Decimal, floor: Decimal, quantum: Decimal
+) -> Arc | None:
     """A Wise arc whose amount covers the fee: ``amount * (1 - pct) - fixed > 0``."""
     smallest_useful = line.fixed / (1 - line.pct) + quantum
     return _bounded(

@@ -6,7 +6,10 @@ Per arc ``e`` (see ``rebalance_graph``): ``x_e`` the amount sent, ``y_e`` binary
   any order without waiting for a settlement;
 - tolerance: ``after_v = before_v - sum(out x) + sum(in x - fee)`` lies within ``target_v +- band``;
 - deviation: ``d_v = before_v - sum(out r) + sum(in r) - target_v`` with ``r = x - fee`` (what
-  arrives): the target as if each sender paid its own fees, so receivers can land on target.
+  arrives): the target as if each sender paid its own fees, so receivers can land on target;
+- no cycle: a used arc ``u -> v`` needs ``order_v >= order_u + 1`` (``order`` in [0, n-1]), so
+  money never goes round (e.g. there and back again to dodge ``min_transfer``). Relays stay
+  possible: a venue may receive from one venue and send to another.
 
 Objectives, lexicographically (each phase keeps the earlier optima as constraints):
 1. total fees; 2. number of transfers; 3. sum ``|d_v|``; 4. total amount sent (less money in
@@ -24,12 +27,12 @@ from decimal import Decimal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from tradeops.rebalance_graph import Arc
 
 Vector = NDArray[np.float64]
-_FEAS_SLACK = 1e-6
+_FEAS_SLACK = 1e-12
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +42,7 @@ class FlowProblem:
     targets: dict[str, Decimal]
     band: Decimal
     arcs: tuple[Arc, ...]
+    margin_per_arc: Decimal = Decimal(0)  # kept from the band's edges per transfer a venue takes part in
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,12 @@ class _Row:
 
 
 class _Layout:
-    """Variable positions: x (arcs), y (arcs), d+ (venues), d- (venues)."""
+    """Variable positions: x (arcs), y (arcs), d+ (venues), d- (venues), order (venues)."""
 
     def __init__(self, problem: FlowProblem) -> None:
         self.arcs = len(problem.arcs)
         self.venues = len(problem.venues)
-        self.size = 2 * self.arcs + 2 * self.venues
+        self.size = 2 * self.arcs + 3 * self.venues
 
     def x(self, i: int) -> int:
         return i
@@ -67,6 +71,9 @@ class _Layout:
 
     def d_minus(self, j: int) -> int:
         return 2 * self.arcs + self.venues + j
+
+    def order(self, j: int) -> int:
+        return 2 * self.arcs + 2 * self.venues + j
 
     def zeros(self) -> Vector:
         return np.zeros(self.size)
@@ -82,25 +89,43 @@ def _linking_rows(problem: FlowProblem, lay: _Layout) -> list[_Row]:
     return rows
 
 
+def _acyclic_rows(problem: FlowProblem, lay: _Layout) -> list[_Row]:
+    """A used arc u -> v forces order(v) >= order(u) + 1, so used arcs form no directed cycle."""
+    index = {venue: j for j, venue in enumerate(problem.venues)}
+    n = float(lay.venues)
+    rows = []
+    for i, arc in enumerate(problem.arcs):
+        row = lay.zeros()
+        row[lay.order(index[arc.target])], row[lay.order(index[arc.source])], row[lay.y(i)] = 1.0, -1.0, -n
+        rows.append(_Row(row, 1.0 - n, np.inf))
+    return rows
+
+
 def _venue_rows(problem: FlowProblem, lay: _Layout) -> list[_Row]:
     rows = []
-    band = float(problem.band)
+    band, margin = float(problem.band), float(problem.margin_per_arc)
     for j, venue in enumerate(problem.venues):
-        sent, after, deviation = lay.zeros(), lay.zeros(), lay.zeros()
+        sent, outflow, deviation, touched = lay.zeros(), lay.zeros(), lay.zeros(), lay.zeros()
         for i, arc in enumerate(problem.arcs):
+            if venue not in (arc.source, arc.target):
+                continue
+            touched[lay.y(i)] = margin
+            r_x, r_y = 1 - float(arc.pct_fee), -float(arc.fixed_fee)  # what arrives: r = r_x * x + r_y * y
             if arc.source == venue:
-                sent[lay.x(i)] = 1.0
-                after[lay.x(i)] = -1.0
-                deviation[lay.x(i)], deviation[lay.y(i)] = -(1 - float(arc.pct_fee)), float(arc.fixed_fee)
-            elif arc.target == venue:
-                after[lay.x(i)], after[lay.y(i)] = 1 - float(arc.pct_fee), -float(arc.fixed_fee)
-                deviation[lay.x(i)], deviation[lay.y(i)] = 1 - float(arc.pct_fee), -float(arc.fixed_fee)
-        deviation[lay.d_plus(j)], deviation[lay.d_minus(j)] = -1.0, 1.0
-        gap = float(problem.targets[venue] - problem.before[venue])
+                sent[lay.x(i)] = outflow[lay.x(i)] = 1.0
+                deviation[lay.x(i)], deviation[lay.y(i)] = r_x, r_y
+            else:
+                outflow[lay.x(i)], outflow[lay.y(i)] = -r_x, -r_y
+                deviation[lay.x(i)], deviation[lay.y(i)] = -r_x, -r_y
+        deviation[lay.d_plus(j)], deviation[lay.d_minus(j)] = 1.0, -1.0
+        # outflow = before - after: it must bring the venue inside target +- band, keeping a
+        # rounding margin from the band's edges per transfer the venue takes part in.
+        excess = float(problem.before[venue] - problem.targets[venue])
         rows += [
             _Row(sent, -np.inf, float(problem.before[venue])),
-            _Row(after, gap - band, gap + band),
-            _Row(deviation, gap, gap),
+            _Row(outflow - touched, excess - band, np.inf),
+            _Row(outflow + touched, -np.inf, excess + band),
+            _Row(deviation, excess, excess),
         ]
     return rows
 
@@ -118,12 +143,13 @@ def _objectives(problem: FlowProblem, lay: _Layout) -> list[tuple[Vector, float]
         rank[lay.y(i)] = float(i + 1)
     for j in range(lay.venues):
         deviation[lay.d_plus(j)] = deviation[lay.d_minus(j)] = 1.0
-    return [(cost, 1e-6), (count, 0.5), (deviation, 1e-9 * scale), (flight, 1e-9 * scale), (rank, 0.5)]
+    amount_slack = 1e-12 * scale
+    return [(cost, 1e-9), (count, 0.5), (deviation, amount_slack), (flight, amount_slack), (rank, 0.5)]
 
 
-def _solve(
-    objective: Vector, rows: Sequence[_Row], bounds: Bounds, integrality: Vector
-) -> Vector | None:
+def _solve(objective: Vector, rows: Sequence[_Row], bounds: Bounds, integrality: Vector) -> Vector | None:
+    if not integrality.any():
+        return _solve_lp(objective, rows, bounds)
     matrix = np.vstack([row.coefficients for row in rows])
     constraint = LinearConstraint(matrix, [row.low for row in rows], [row.high for row in rows])
     result = milp(
@@ -132,6 +158,33 @@ def _solve(
         bounds=bounds,
         constraints=[constraint],
         options={"mip_rel_gap": 0.0, "presolve": True},
+    )
+    return result.x if result.status == 0 and result.x is not None else None
+
+
+def _solve_lp(objective: Vector, rows: Sequence[_Row], bounds: Bounds) -> Vector | None:
+    """The amounts once the arcs are fixed: an LP, solved with tight feasibility tolerances."""
+    upper, limits, equal, targets = [], [], [], []
+    for row in rows:
+        if row.low == row.high:
+            equal.append(row.coefficients)
+            targets.append(row.low)
+            continue
+        if np.isfinite(row.high):
+            upper.append(row.coefficients)
+            limits.append(row.high)
+        if np.isfinite(row.low):
+            upper.append(-row.coefficients)
+            limits.append(-row.low)
+    result = linprog(
+        objective,
+        A_ub=np.vstack(upper) if upper else None,
+        b_ub=limits or None,
+        A_eq=np.vstack(equal) if equal else None,
+        b_eq=targets or None,
+        bounds=list(zip(bounds.lb, bounds.ub, strict=True)),
+        method="highs",
+        options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
     )
     return result.x if result.status == 0 and result.x is not None else None
 
@@ -157,11 +210,12 @@ def solve_flow(problem: FlowProblem) -> dict[int, float] | None:
     if lay.arcs == 0:
         inside = all(abs(problem.before[v] - problem.targets[v]) <= problem.band for v in problem.venues)
         return {} if inside else None
-    rows = _linking_rows(problem, lay) + _venue_rows(problem, lay)
+    rows = _linking_rows(problem, lay) + _venue_rows(problem, lay) + _acyclic_rows(problem, lay)
     objectives = _objectives(problem, lay)
     upper = np.full(lay.size, np.inf)
     upper[: lay.arcs] = [float(a.max_amount) for a in problem.arcs]
     upper[lay.arcs : 2 * lay.arcs] = 1.0
+    upper[lay.order(0) :] = float(lay.venues - 1)
     integrality = np.zeros(lay.size)
     integrality[lay.arcs : 2 * lay.arcs] = 1
     chosen = _lexicographic(objectives, rows, Bounds(np.zeros(lay.size), upper), integrality)

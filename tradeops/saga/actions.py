@@ -10,6 +10,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from tradeops import wise
+from tradeops.config import settings as load_settings
 from tradeops.errors import InvalidOrderError, TemporaryVenueError
 from tradeops.model import (
     MarketKind,
@@ -145,6 +147,62 @@ def undo_withdraw(params: Params, key: str) -> UndoResult:
         network=transfer.network,
     )
     summary = f"sent back {back.amount} {back.asset} from {back.from_venue} over {back.network}"
+    return UndoResult(
+        UndoOutcome.UNDONE,
+        {"reason": summary, "original": to_jsonable(transfer), "reverse": to_jsonable(back)},
+    )
+
+
+@saga_step(undo="undo_rebalance_transfer")
+def rebalance_transfer(params: Params, key: str) -> dict[str, Any]:
+    """One leg of a rebalance plan, with ``withdraw``'s parameters; the key is the transfer id.
+
+    Network ``wise``: fiat between two fiat accounts through Wise (``asset`` is the currency).
+    Any other network: handed to ``withdraw``. One action for every leg, so a plan's legs can
+    run as one mapped saga step.
+    """
+    if params.get("network") != wise.WISE_NETWORK:
+        return withdraw(params, key)
+    transfer = wise.send_transfer(
+        load_settings(),
+        transfer_id=key,
+        from_venue=_required(params, "venue"),
+        to_venue=_required(params, "to_venue"),
+        currency=_required(params, "asset"),
+        amount=_decimal(params, "amount"),
+    )
+    return to_jsonable(transfer)
+
+
+def undo_rebalance_transfer(params: Params, key: str) -> UndoResult:
+    """Send back what arrived, once it has arrived: through Wise for a fiat leg (paying a fee
+    again), else as ``undo_withdraw`` does."""
+    if params.get("network") != wise.WISE_NETWORK:
+        return undo_withdraw(params, key)
+    source = _required(params, "venue")
+    transfer = open_venue(source).get_transfer(key)
+    if transfer is not None:
+        earlier = open_venue(transfer.to_venue).get_transfer(undo_key(key))
+        if earlier is not None:
+            return UndoResult(
+                UndoOutcome.UNDONE,
+                {"reason": f"already sent back by transfer {earlier.transfer_id}", "reverse": to_jsonable(earlier)},
+            )
+    if transfer is None or transfer.status is TransferStatus.FAILED:
+        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": "no transfer left the account"})
+    if transfer.status is TransferStatus.PENDING:
+        raise TemporaryVenueError(
+            f"Wise transfer {key} is still pending until {transfer.settles_at}; it can be sent back once settled"
+        )
+    back = wise.send_transfer(
+        load_settings(),
+        transfer_id=undo_key(key),
+        from_venue=transfer.to_venue,
+        to_venue=source,
+        currency=transfer.asset,
+        amount=transfer.received,
+    )
+    summary = f"sent back {back.amount} {back.asset} from {back.from_venue} through Wise"
     return UndoResult(
         UndoOutcome.UNDONE,
         {"reason": summary, "original": to_jsonable(transfer), "reverse": to_jsonable(back)},
