@@ -1,0 +1,174 @@
+"""End to end through a running Airflow (``airflow standalone``: scheduler, triggerer, executor).
+
+A critical alert published with ``tradeops publish`` reaches the stop-loss DAG through the
+Kafka watcher in the real triggerer, and the paper venue ends flat; a malformed message on the
+same topic lands in the dead-letter topic with its reason and the next good event still runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from tests.fixtures.kafka import end_offsets, read_from
+from tradeops import risk
+from tradeops.config import settings
+from tradeops.model import OrderRequest, Side
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def standalone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """``airflow standalone`` on this repository's DAGs, its own home, DB and port."""
+    from tradeops.watchers import connection_env
+
+    home = tmp_path_factory.mktemp("airflow-e2e")
+    port = _free_port()
+    env = {
+        **os.environ,
+        **connection_env(kafka_bootstrap),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "TRADEOPS_DB_URL": f"sqlite:///{home / 'tradeops.db'}",
+    }
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [str(BIN / "airflow"), "pools", "set", "emergency", "16", "emergency"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    subprocess.run([str(BIN / "tradeops"), "init"], env=env, check=True, capture_output=True, timeout=300)
+    log = (home / "standalone.log").open("w")
+    process = subprocess.Popen(
+        [str(BIN / "airflow"), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+
+        def watching() -> bool:
+            text = (home / "standalone.log").read_text(errors="replace")
+            return process.poll() is None and "watchers currently running" in text
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        _wait(healthy, 300, "the Airflow API server")
+        _wait(watching, 300, "the triggerer to run the Kafka watchers", interval=2)
+        yield env
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def _use_db(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADEOPS_DB_URL", env["TRADEOPS_DB_URL"])
+    settings.cache_clear()
+
+
+def _positions() -> list[object]:
+    from tradeops.venues.paper import PaperVenue
+
+    return [p for name in ("binance", "bybit", "okx") for p in PaperVenue(name, settings()).positions()]
+
+
+def test_critical_alert_when_published_then_triggerer_runs_stop_loss_and_venue_ends_flat(
+    standalone: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradeops.venues.paper import PaperVenue
+
+    _use_db(standalone, monkeypatch)
+    for number, venue in enumerate(("binance", "okx")):
+        PaperVenue(venue, settings()).place_order(
+            OrderRequest(
+                venue=venue,
+                symbol="BTC/USDT:USDT",
+                side=Side.BUY,
+                amount=Decimal("0.1"),
+                client_order_id=f"e2e{number}",
+            )
+        )
+    assert len(_positions()) >= 2  # ours, plus whatever the hedge cron opened meanwhile
+
+    published = subprocess.run(
+        [str(BIN / "tradeops"), "publish", "critical-alert", "--json", '{"reason": "e2e kill switch"}'],
+        env=standalone,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert published.returncode == 0, published.stderr
+
+    _wait(lambda: not _positions(), 180, "every position to be closed")
+    assert risk.get_state().state is risk.TradingState.HALTED
+
+
+def test_malformed_message_when_on_watched_topic_then_dead_lettered_and_next_good_event_handled(
+    standalone: dict[str, str], monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str
+) -> None:
+    from tradeops.event_inbox import dead_letter_counts, handled_count
+
+    _use_db(standalone, monkeypatch)
+    topics = settings().kafka.topics
+    start = end_offsets(kafka_bootstrap, topics.dead_letter)
+    handled_before = handled_count("emergency_stop_loss_saga")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topics.risk_alerts, value=b'{"event_type": "critical_alert", "reason": ')
+    producer.flush(10)
+    good = subprocess.run(
+        [str(BIN / "tradeops"), "publish", "critical-alert", "--json", '{"reason": "after the bad one"}'],
+        env=standalone,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert good.returncode == 0, good.stderr
+
+    _wait(lambda: handled_count("emergency_stop_loss_saga") == handled_before + 1, 180, "the good event's run")
+    letters = read_from(kafka_bootstrap, topics.dead_letter, start)
+    reasons = [dict(m.headers())["reason"].decode() for m in letters]
+    assert any("<json>" in reason for reason in reasons), reasons
+    assert dead_letter_counts().get(topics.risk_alerts, 0) >= 1
