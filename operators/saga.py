@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context, ExceptionRetryPolicy, RetryAction, RetryRule, TriggerRule
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+)
 
 from tradeops.saga.core import (
     CompensationRecord,
@@ -51,6 +56,8 @@ _STEP_DEFAULTS: dict[str, Any] = {
 }
 
 _FAILED_STATES = {"failed", "upstream_failed"}
+_DONE_STATES = {"success", "skipped"}
+_ORDER_POLL = timedelta(seconds=2)
 
 
 class SagaStepOperator(BaseOperator):
@@ -76,9 +83,23 @@ class SagaStepOperator(BaseOperator):
         self.step_params = step_params or {}
         self.step_index = step_index
 
+    def _wait_for_earlier_steps(self, context: Context) -> None:
+        """Mapped steps run strictly in map-index order: wait while an earlier one is unfinished,
+        and stop the saga's forward progress (skip) once an earlier one failed."""
+        ti = context["ti"]
+        if ti.map_index <= 0:
+            return
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(ti.run_id, {})
+        earlier = [str(states.get(f"{ti.task_id}_{index}")) for index in range(ti.map_index)]
+        if any(state in _FAILED_STATES for state in earlier):
+            raise AirflowSkipException("an earlier step of this saga failed: not acting; compensation follows")
+        if any(state not in _DONE_STATES for state in earlier):
+            raise AirflowRescheduleException(datetime.now(UTC) + _ORDER_POLL)
+
     def execute(self, context: Context) -> dict[str, Any]:
         from operators import credentials
 
+        self._wait_for_earlier_steps(context)
         credentials.install()
         ti = context["ti"]
         ref = StepRef(
@@ -204,8 +225,10 @@ def mapped_saga(
 ) -> tuple[Any, CompensateOperator]:
     """One saga step mapped over a runtime list of parameters (an XComArg), plus compensate.
 
-    The mapped steps run one at a time in map-index order (``max_active_tis_per_dagrun=1``), so
-    the list's order is the execution order; compensation undoes them in reverse map-index order.
+    The mapped steps run one at a time in map-index order (``max_active_tis_per_dagrun=1``, and a
+    step waits while an earlier one is unfinished), so the list's order is the execution order;
+    after a failure the later steps are skipped and compensation undoes the completed ones in
+    reverse map-index order.
     An empty list maps to no step: the saga is skipped, nothing to compensate.
     """
     resolve_action(action)

@@ -114,3 +114,16 @@ def test_event_hedge_when_deviation_event_then_only_named_symbol_hedged_once(
     assert first.state == "success" and second.state == "success"
     assert _positions() == {("okx", "BTC/USDT:USDT"): Decimal("-4")}
     assert not [e for e in ledger.entries(second.run_id, "funding_rate_hedge_event") if e.kind == "action"]
+
+
+def test_cron_hedge_when_first_adjustment_fails_then_later_ones_never_act(
+    paper_world: None, kafka_bootstrap: str
+) -> None:
+    _venue("bybit").inject_fault("place_order", "insufficient_funds")  # the first leg (ETH on bybit)
+
+    run = _dag("funding_rate_hedge_cron").test()
+
+    assert run.state == "failed"
+    assert _positions() == {}
+    actions = [e for e in ledger.entries(run.run_id, "funding_rate_hedge_cron") if e.kind == "action"]
+    assert {e.map_index for e in actions} == {0}  # the okx leg (map index 1) was skipped, not run
