@@ -23,3 +23,10 @@ def connection_credentials(conn_id: str) -> Mapping[str, str]:
 def install() -> None:
     """Make ``tradeops`` look up live-venue credentials in Airflow connections."""
     set_credentials_provider(connection_credentials)
+
+
+def connection_token(conn_id: str) -> str:
+    """An API token kept as the password of Airflow connection ``conn_id`` (e.g. the Wise token)."""
+    from airflow.sdk import BaseHook
+
+    return BaseHook.get_connection(conn_id).password or ""

@@ -791,3 +791,13 @@ def test_init_db_when_called_then_paper_tables_exist(db_url):
     with transaction(engine) as conn:
         names = set(engine.dialect.get_table_names(conn))
     assert {"paper_venues", "paper_orders", "paper_fills", "paper_funding_payments", "paper_faults"} <= names
+
+
+def test_fault_when_skip_given_then_first_calls_pass_and_next_fails(binance):
+    binance.inject_fault("balances", "temporary", times=1, skip=2)
+
+    binance.balances()
+    binance.balances()
+    with pytest.raises(TemporaryVenueError):
+        binance.balances()
+    binance.balances()

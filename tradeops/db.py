@@ -150,6 +150,7 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 def init_db(engine: Engine | None = None) -> Engine:
     """Create every table that does not exist yet (idempotent)."""
     import tradeops.event_inbox
+    import tradeops.leases
     import tradeops.risk
     import tradeops.saga.breaker
     import tradeops.saga.ledger

@@ -24,12 +24,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from tradeops.rebalance_graph import Arc
+
+if TYPE_CHECKING:
+    from scipy.optimize import Bounds
 
 Vector = NDArray[np.float64]
 _FEAS_SLACK = 1e-12
@@ -151,6 +154,8 @@ def _solve(objective: Vector, rows: Sequence[_Row], bounds: Bounds, integrality:
     if not integrality.any():
         return _solve_lp(objective, rows, bounds)
     matrix = np.vstack([row.coefficients for row in rows])
+    from scipy.optimize import LinearConstraint, milp  # imported when solving, not at DAG parse time
+
     constraint = LinearConstraint(matrix, [row.low for row in rows], [row.high for row in rows])
     result = milp(
         objective,
@@ -176,6 +181,8 @@ def _solve_lp(objective: Vector, rows: Sequence[_Row], bounds: Bounds) -> Vector
         if np.isfinite(row.low):
             upper.append(-row.coefficients)
             limits.append(-row.low)
+    from scipy.optimize import linprog
+
     result = linprog(
         objective,
         A_ub=np.vstack(upper) if upper else None,
@@ -218,6 +225,8 @@ def solve_flow(problem: FlowProblem) -> dict[int, float] | None:
     upper[lay.order(0) :] = float(lay.venues - 1)
     integrality = np.zeros(lay.size)
     integrality[lay.arcs : 2 * lay.arcs] = 1
+    from scipy.optimize import Bounds
+
     chosen = _lexicographic(objectives, rows, Bounds(np.zeros(lay.size), upper), integrality)
     if chosen is None:
         return None

@@ -18,9 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import requests
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -39,6 +38,9 @@ from tradeops.venues import paper_transfers as transfers
 from tradeops.venues.factory import environment_credentials
 from tradeops.venues.paper import PaperVenue
 from tradeops.venues.paper_book import VenueSpec
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,8 @@ class WiseClient:
         self._base_url = base_url.rstrip("/")
         self._token = token
         self._profile_id = profile_id
+        import requests  # imported on first use, not at DAG parse time
+
         self._session = session or requests.Session()
         self._timeout = timeout
 
@@ -207,6 +211,8 @@ class WiseClient:
         return quote
 
     def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+        import requests
+
         url = self._base_url + path
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         log.debug("Wise POST %s", path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tradeops import wise
 from tradeops.config import settings as load_settings
 from tradeops.errors import InvalidOrderError, TemporaryVenueError
 from tradeops.model import (
@@ -161,6 +160,8 @@ def rebalance_transfer(params: Params, key: str) -> dict[str, Any]:
     Any other network: handed to ``withdraw``. One action for every leg, so a plan's legs can
     run as one mapped saga step.
     """
+    from tradeops import wise  # fiat legs only: not imported at DAG parse time
+
     if params.get("network") != wise.WISE_NETWORK:
         return withdraw(params, key)
     transfer = wise.send_transfer(
@@ -177,6 +178,8 @@ def rebalance_transfer(params: Params, key: str) -> dict[str, Any]:
 def undo_rebalance_transfer(params: Params, key: str) -> UndoResult:
     """Send back what arrived, once it has arrived: through Wise for a fiat leg (paying a fee
     again), else as ``undo_withdraw`` does."""
+    from tradeops import wise  # fiat legs only: not imported at DAG parse time
+
     if params.get("network") != wise.WISE_NETWORK:
         return undo_withdraw(params, key)
     source = _required(params, "venue")

@@ -432,16 +432,21 @@ class PaperVenue(Venue):
 
     # -- scheduled faults -----------------------------------------------------------------------
 
-    def inject_fault(self, method: str, error: FaultError, times: int = 1, phase: FaultPhase = "before") -> None:
-        """Make the next ``times`` calls of ``method`` on this venue raise ``error``.
+    def inject_fault(
+        self, method: str, error: FaultError, times: int = 1, phase: FaultPhase = "before", skip: int = 0
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` on this venue raise ``error``, after letting
+        the first ``skip`` calls through (to fail the second transfer of a saga, say).
 
         ``phase="after"`` applies and commits the call's effect first, then raises: the caller
         cannot tell whether it happened, as after a timeout. Stored in the database, so a fault
         injected here also hits other processes using this venue.
         """
         faults.validate(method, error, times, phase, FAULTABLE_METHODS)
+        if skip < 0:
+            raise ValueError(f"skip must not be negative, got {skip}")
         with self._locked() as conn:
-            faults.inject(conn, self.name, method, error, times, phase, self._now())
+            faults.inject(conn, self.name, method, error, times, phase, self._now(), skip)
 
     def clear_faults(self) -> int:
         """Drop every scheduled fault of this venue; returns how many schedules were dropped."""

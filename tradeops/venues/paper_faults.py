@@ -57,7 +57,15 @@ def validate(method: str, error: str, times: int, phase: str, methods: frozenset
         raise ValueError(f"times must be at least 1, got {times}")
 
 
-def inject(conn: Connection, venue: str, method: str, error: str, times: int, phase: str, now: datetime) -> None:
+def inject(
+    conn: Connection, venue: str, method: str, error: str, times: int, phase: str, now: datetime, skip: int = 0
+) -> None:
+    if skip:
+        conn.execute(
+            insert(faults_table).values(
+                venue=venue, method=method, error=PASS, phase="before", remaining=skip, created_at=now
+            )
+        )
     conn.execute(
         insert(faults_table).values(
             venue=venue, method=method, error=error, phase=phase, remaining=times, created_at=now
@@ -70,8 +78,14 @@ def clear(conn: Connection, venue: str) -> int:
     return conn.execute(delete(faults_table).where(faults_table.c.venue == venue)).rowcount
 
 
+PASS = "pass"  # a schedule entry that lets calls through: how a fault skips the first N calls
+
+
 def pop(conn: Connection, venue: str, method: str) -> Fault | None:
-    """Consume one occurrence of the oldest fault scheduled for ``venue.method`` (venue locked)."""
+    """Consume one occurrence of the oldest fault scheduled for ``venue.method`` (venue locked).
+
+    None when nothing is scheduled or the call is one a fault lets through first.
+    """
     row = conn.execute(
         select(faults_table)
         .where(faults_table.c.venue == venue, faults_table.c.method == method, faults_table.c.remaining > 0)
@@ -84,4 +98,6 @@ def pop(conn: Connection, venue: str, method: str) -> Fault | None:
         conn.execute(delete(faults_table).where(faults_table.c.id == row.id))
     else:
         conn.execute(update(faults_table).where(faults_table.c.id == row.id).values(remaining=row.remaining - 1))
+    if row.error == PASS:
+        return None
     return Fault(venue=venue, method=method, error=row.error, phase=row.phase)

@@ -1,0 +1,103 @@
+"""Fund rebalancing tasks: the run lease, the plan, and the wait for funds to arrive."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from airflow.sdk import BaseOperator, BaseSensorOperator, Context
+from airflow.sdk.exceptions import AirflowSkipException
+
+from tradeops import leases, risk
+from tradeops.config import Settings, settings
+from tradeops.db import init_db
+from tradeops.rebalance import RebalancePlan, plan_rebalance, to_saga_steps, verify_rebalance
+from tradeops.venues.factory import open_venue
+from tradeops.wise import wise_quoter
+
+PLAN_XCOM_KEY = "rebalance_plan"
+
+
+def _holder(context: Context) -> str:
+    return f"{context['dag'].dag_id}/{context['run_id']}"
+
+
+def venue_balances(loaded: Settings) -> dict[str, dict[str, Decimal]]:
+    """Total balance per asset of every venue that takes part in a rebalance target."""
+    from operators import credentials
+
+    credentials.install()
+    names = sorted({venue for weights in loaded.rebalance.targets.values() for venue in weights})
+    return {name: {asset: b.total for asset, b in open_venue(name).balances().items()} for name in names}
+
+
+class AcquireLeaseSensor(BaseSensorOperator):
+    """Wait until this run holds lease ``lease_name`` (one rebalance moves funds at a time)."""
+
+    def __init__(self, *, lease_name: str, ttl: timedelta = timedelta(hours=3), **kwargs: Any) -> None:
+        kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("poke_interval", 10)
+        kwargs.setdefault("timeout", 6 * 3600)
+        super().__init__(**kwargs)
+        self.lease_name = lease_name
+        self.ttl = ttl
+
+    def poke(self, context: Context) -> bool:
+        init_db()
+        holder = _holder(context)
+        if leases.acquire(self.lease_name, holder, self.ttl) is not None:
+            return True
+        other = leases.current(self.lease_name)
+        self.log.info("Lease %s is held by %s: waiting", self.lease_name, other.holder if other else "?")
+        return False
+
+
+class ReleaseLeaseOperator(BaseOperator):
+    """Give lease ``lease_name`` back (a teardown: runs after failures too)."""
+
+    def __init__(self, *, lease_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lease_name = lease_name
+
+    def execute(self, context: Context) -> None:
+        init_db()
+        if not leases.release(self.lease_name, _holder(context)):
+            self.log.warning("Lease %s was not held by this run (expired?)", self.lease_name)
+
+
+class PlanRebalanceOperator(BaseOperator):
+    """Plan the cheapest transfers to the target allocation; returns the saga step parameters."""
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        from operators import credentials
+
+        init_db()
+        state = risk.get_state().state
+        if state is risk.TradingState.HALTED:
+            raise AirflowSkipException("trading is HALTED: no funds are moved until a human resumes")
+        loaded = settings()
+        quoter = wise_quoter(loaded, credentials.connection_token)
+        plan = plan_rebalance(venue_balances(loaded), loaded, quoter)
+        context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=plan.to_dict())
+        self.log.info("Rebalance plan:\n%s", plan.explain())
+        return to_saga_steps(plan)
+
+
+class VerifyRebalanceSensor(BaseSensorOperator):
+    """Wait until every planned transfer arrived and every venue is within tolerance."""
+
+    def __init__(self, *, plan_task_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("poke_interval", 30)
+        kwargs.setdefault("timeout", 3 * 3600)
+        super().__init__(**kwargs)
+        self.plan_task_id = plan_task_id
+
+    def poke(self, context: Context) -> bool:
+        plan = RebalancePlan.from_dict(context["ti"].xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY))
+        loaded = settings()
+        problems = verify_rebalance(venue_balances(loaded), plan, loaded)
+        for problem in problems:
+            self.log.info("Not there yet: %s", problem)
+        return not problems
