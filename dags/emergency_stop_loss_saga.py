@@ -6,11 +6,9 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from operators.events import ClaimEventsOperator
-from operators.stoploss import FlattenVenueOperator, HaltTradingOperator, StopLossReportOperator
+from operators.stoploss import EmergencyStopOperator, StopLossReportOperator
 from operators.tags import EVENT_TRIGGERED
 from sensors.kafka_events import event_asset
-from tradeops.config import settings
 
 DOC = """
 ### Emergency stop-loss (event-triggered, highest priority)
@@ -19,20 +17,21 @@ DOC = """
 |move| reaches `thresholds.extreme_shock_pct` (15 % by default). Several events in one run are
 handled together; an event already handled by an earlier run is skipped (redelivery-safe).
 
-**What it does**
-1. `claim_events`: validates and claims the events.
-2. `halt_trading`: sets the trading state to **HALTED**: from here no DAG can open exposure.
-3. `flatten_venue` (one task per venue, in parallel): cancels every open order, closes every
-   perpetual position with reduce-only market orders (equity venues: sells the held shares),
-   re-checks until flat (up to 5 rounds, then the task retries). A failing venue does not stop
-   the others. The venue circuit breaker is bypassed here on purpose.
-4. `report`: publishes a `stop_loss_report` to `risk-alerts` and logs it; fails if any venue is
+**What it does** (one task until the book is flat, so the kill switch pays for one task start)
+1. `halt_and_flatten`:
+   - validates and claims the events;
+   - sets the trading state to **HALTED** first: from here no DAG can open exposure;
+   - on every venue at once (a thread per venue): cancels every open order, closes every
+     perpetual position with reduce-only market orders (equity venues: sells the held shares),
+     and re-checks until flat, up to 5 rounds. A failing venue never holds up the others. The
+     venue circuit breaker is bypassed here on purpose. Not flat: the task retries (idempotent).
+2. `report`: publishes a `stop_loss_report` to `risk-alerts` and logs it; fails if any venue is
    not flat.
 
 **On call**
 - Run FAILED at `report`: read the log line `Emergency stop report`; the venue with
   `"flat": false` needs a human: `tradeops venue positions --venue NAME`,
-  `tradeops venue orders --venue NAME`. Clear its task to retry once the venue answers.
+  `tradeops venue orders --venue NAME`. Clear `halt_and_flatten` to try again once it answers.
 - Trading stays HALTED. Going back to ACTIVE is a human decision:
   `tradeops state set ACTIVE --reason "..."` or the `trading_state_control` DAG.
 - Replay by hand: `airflow dags trigger emergency_stop_loss_saga --conf '{"events": [<critical_alert event>]}'`.
@@ -48,8 +47,6 @@ with DAG(
     dagrun_timeout=timedelta(minutes=10),
     default_args={"pool": "emergency", "priority_weight": 1000, "weight_rule": "absolute"},
 ) as dag:
-    claim = ClaimEventsOperator(task_id="claim_events", event_types=["critical_alert", "market_shock"])
-    halt = HaltTradingOperator(task_id="halt_trading", events=claim.output)
-    flatten = FlattenVenueOperator.partial(task_id="flatten_venue").expand(venue=sorted(settings().venues))
-    report = StopLossReportOperator(task_id="report", events=claim.output, flatten_task_id="flatten_venue")
-    claim >> halt >> flatten >> report
+    stop = EmergencyStopOperator(task_id="halt_and_flatten", event_types=["critical_alert", "market_shock"])
+    report = StopLossReportOperator(task_id="report", stop_task_id="halt_and_flatten")
+    stop >> report

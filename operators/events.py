@@ -36,11 +36,49 @@ def _conf_payloads(context: Context) -> list[Any]:
     return [{"event": event, "reason": "given in the run's conf", "watcher": "manual"} for event in events]
 
 
+def claim_new_events(
+    context: Context, *, consumer: str, event_types: Iterable[str] | None = None, log: Any = None
+) -> list[dict[str, Any]]:
+    """Validate the run's events and claim them for ``consumer``; the new ones, oldest first.
+
+    Events another run already handled are logged and left out (a retry of this run keeps the
+    events this run claimed); raises ``AirflowSkipException``
+    when nothing new is left (the rest of the run has nothing to do).
+    """
+    allowed = sorted(event_types) if event_types else None
+    payloads = _asset_event_payloads(context) + _conf_payloads(context)
+    events = []
+    for payload in payloads:
+        event = parse_event(payload["event"])
+        if allowed and event.event_type not in allowed:
+            raise EventValidationError("event_type", f"'{event.event_type}' is not handled here ({', '.join(allowed)})")
+        events.append((event, payload.get("reason", ""), payload.get("kafka")))
+    events.sort(key=lambda item: item[0].occurred_at)
+    init_db()
+    run_id = context["run_id"]
+    pairs = [(event.event_id, event.event_type) for event, _, _ in events]
+    claims = {claim.event_id: claim for claim in claim_events(consumer, pairs, run_id)}
+    new = []
+    for event, reason, position in events:
+        claim = claims.pop(event.event_id, None)  # a duplicate within this run is handled once
+        if claim is None:
+            continue
+        if not claim.new and claim.run_id != run_id:  # claimed by this run's earlier try: still ours
+            if log is not None:
+                log.warning("Event %s was already handled by run %s: skipped", event.event_id, claim.run_id)
+            continue
+        if log is not None:
+            log.info("Handling %s %s: %s (kafka %s)", event.event_type, event.event_id, reason, position)
+        new.append({"event": json.loads(to_json(event)), "reason": reason, "kafka": position})
+    if not new:
+        raise AirflowSkipException(f"no new events among {len(payloads)} received: nothing to do")
+    return new
+
+
 class ClaimEventsOperator(BaseOperator):
     """Validate the run's events and claim them for ``consumer`` (default: the DAG id).
 
-    Returns the events this run must handle (JSON), oldest first; events another run already
-    handled are logged and left out. Skips the rest of the run when nothing new is left.
+    Returns the events this run must handle (JSON); see ``claim_new_events``.
     """
 
     def __init__(self, *, consumer: str | None = None, event_types: Iterable[str] | None = None, **kwargs: Any) -> None:
@@ -49,32 +87,6 @@ class ClaimEventsOperator(BaseOperator):
         self.event_types = sorted(event_types) if event_types else None
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        payloads = _asset_event_payloads(context) + _conf_payloads(context)
-        events = []
-        for payload in payloads:
-            event = parse_event(payload["event"])
-            if self.event_types and event.event_type not in self.event_types:
-                raise EventValidationError(
-                    "event_type", f"'{event.event_type}' is not handled here ({self.event_types})"
-                )
-            events.append((event, payload.get("reason", ""), payload.get("kafka")))
-        events.sort(key=lambda item: item[0].occurred_at)
-        init_db()
-        consumer = self.consumer or self.dag_id
-        run_id = context["run_id"]
-        claims = {
-            c.event_id: c for c in claim_events(consumer, [(e.event_id, e.event_type) for e, _, _ in events], run_id)
-        }
-        new = []
-        for event, reason, position in events:
-            claim = claims.get(event.event_id)
-            if claim is None or not claim.new:
-                if claim is not None and claim.run_id != run_id:
-                    self.log.warning("Event %s was already handled by run %s: skipped", event.event_id, claim.run_id)
-                continue
-            claims.pop(event.event_id)  # a duplicate in this run is handled once
-            self.log.info("Handling %s %s: %s (kafka %s)", event.event_type, event.event_id, reason, position)
-            new.append({"event": json.loads(to_json(event)), "reason": reason, "kafka": position})
-        if not new:
-            raise AirflowSkipException(f"no new events among {len(payloads)} received: nothing to do")
-        return new
+        return claim_new_events(
+            context, consumer=self.consumer or self.dag_id, event_types=self.event_types, log=self.log
+        )
