@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop status test lint venv reset lock help
+.PHONY: run stop status test lint venv reset lock bench help
 
 help:
 	@echo "make run     bring up Kafka, the paper venue and airflow standalone (idempotent)"
@@ -13,6 +13,7 @@ help:
 	@echo "make status  show what is running"
 	@echo "make test    run the test suite (starts its own Kafka broker and Airflow DB)"
 	@echo "make lint    ruff"
+	@echo "make bench   kill-switch latency and event throughput against the running stack (make run first)"
 	@echo "make reset   stop and delete all local state (.local/, except the Kafka jar cache)"
 	@echo "make lock    re-resolve and pin requirements.txt"
 
@@ -37,8 +38,13 @@ status: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP)
+	@eval "$$(scripts/local-stack.sh env)" && \
+	  $(BIN)/python scripts/bench_events.py kill-switch --trials $${TRIALS:-20} && \
+	  $(BIN)/python scripts/bench_events.py throughput --valid $${VALID:-500} --malformed $${MALFORMED:-50}
+
 lint: $(STAMP)
-	$(BIN)/ruff check tradeops operators sensors plugins dags tests
+	$(BIN)/ruff check tradeops operators sensors plugins dags tests scripts
 
 reset: $(STAMP)
 	-@scripts/local-stack.sh down

@@ -137,3 +137,16 @@ def recent_dead_letters(
         )
         for r in rows
     ]
+
+
+def unhandled(consumer: str, event_ids: Iterable[str], engine: Engine | None = None) -> set[str]:
+    """The ids among ``event_ids`` that ``consumer`` has not claimed."""
+    wanted = set(event_ids)
+    if not wanted:
+        return set()
+    table = handled_events
+    with transaction(engine or get_engine()) as conn:
+        done = conn.execute(
+            select(table.c.event_id).where(table.c.consumer == consumer, table.c.event_id.in_(sorted(wanted)))
+        ).scalars()
+        return wanted - set(done)
