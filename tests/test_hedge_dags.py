@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.events import deliver
 from tests.fixtures.kafka import end_offsets, read_from
 from tradeops import risk
 from tradeops.config import settings
-from tradeops.events import build_event, to_json
 from tradeops.saga import ledger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +38,8 @@ def _positions() -> dict[tuple[str, str], Decimal]:
     return {(n, p.symbol): p.size for n in ("binance", "bybit", "okx") for p in _venue(n).positions()}
 
 
-def _deviation_event(symbol: str) -> dict[str, Any]:
-    fields = {
+def _deviation_fields(symbol: str) -> dict[str, Any]:
+    return {
         "symbol": symbol,
         "deviation_bps": "29",
         "rates": [
@@ -47,7 +47,6 @@ def _deviation_event(symbol: str) -> dict[str, Any]:
             {"venue": "bybit", "rate": "0.0015", "interval_hours": 4},
         ],
     }
-    return json.loads(to_json(build_event("funding-rate-deviation", fields)))
 
 
 def test_cron_hedge_when_spot_unhedged_then_shorts_placed_on_best_venue_and_verified(
@@ -105,7 +104,9 @@ def test_cron_hedge_when_trading_halted_then_no_exposure_opened(paper_world: Non
 def test_event_hedge_when_deviation_event_then_only_named_symbol_hedged_once(
     paper_world: None, kafka_bootstrap: str
 ) -> None:
-    event = _deviation_event("BTC/USDT:USDT")
+    fired = deliver(kafka_bootstrap, "funding_deviation", "funding-rate-deviation", _deviation_fields("BTC/USDT:USDT"))
+    assert len(fired) == 1  # 1 bp vs 30 bps per 8 h: over the 20 bps threshold
+    event = fired[0]
 
     first = _dag("funding_rate_hedge_event").test(run_conf={"events": [event]})
     _venue("bybit").set_funding_rate("BTC/USDT:USDT", Decimal("0.0015"))  # bybit now best: a re-run would move

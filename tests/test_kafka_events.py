@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from sensors.kafka_events import RawMessage, TradeopsEventTrigger, event_asset
+from tests.fixtures.events import run_filter
 from tests.fixtures.kafka import end_offsets, read_from
 from tradeops.config import settings
 from tradeops.event_inbox import dead_letter_counts, recent_dead_letters
@@ -24,18 +23,7 @@ def _raw(value: Any, topic: str, offset: int) -> RawMessage:
 
 
 def _run(trigger: TradeopsEventTrigger, messages: list[RawMessage], bootstrap: str) -> list[dict[str, Any]]:
-    async def stream() -> AsyncIterator[RawMessage]:
-        for message in messages:
-            yield message
-
-    async def collect() -> list[dict[str, Any]]:
-        async def fixed_bootstrap() -> str:
-            return bootstrap
-
-        trigger._bootstrap = fixed_bootstrap  # the connection lookup is Airflow's; the broker is real
-        return [event.payload async for event in trigger.filter_shared_stream(stream())]
-
-    return asyncio.run(collect())
+    return run_filter(trigger, messages, bootstrap)
 
 
 def _trigger(watcher: str) -> TradeopsEventTrigger:

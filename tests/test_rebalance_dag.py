@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from operators.rebalance import venue_balances
+from tests.fixtures.events import deliver
 from tradeops import leases, risk
 from tradeops.config import settings
 from tradeops.events import build_event, to_json
@@ -46,6 +47,21 @@ def _move(source: str, target: str, amount: str, key: str) -> None:
 def _event() -> dict[str, Any]:
     fields = {"venue": "bybit", "asset": "USDT", "balance": "200000", "floor": "75000"}
     return json.loads(to_json(build_event("capital-threshold", fields)))
+
+
+def test_rebalance_when_capital_event_published_then_watcher_fires_only_under_the_floor(
+    paper_world: None, kafka_bootstrap: str
+) -> None:
+    under = {"venue": "bybit", "asset": "USDT", "balance": "70000", "floor": "75000"}
+    over = {"venue": "bybit", "asset": "USDT", "balance": "200000", "floor": "75000"}
+    _move("bybit", "binance", "100000", "skew1")
+
+    assert deliver(kafka_bootstrap, "rebalance_capital", "capital-threshold", over) == []
+    fired = deliver(kafka_bootstrap, "rebalance_capital", "capital-threshold", under)
+    run = _dag().test(run_conf={"events": fired})
+
+    assert run.state == "success"
+    assert _within_tolerance(_usdt())
 
 
 def _within_tolerance(balances: dict[str, Decimal]) -> bool:

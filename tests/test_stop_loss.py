@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.events import deliver
 from tests.fixtures.kafka import end_offsets, read_from
 from tradeops import risk
 from tradeops.config import settings
@@ -146,3 +147,19 @@ def test_stop_loss_when_same_event_delivered_twice_then_second_run_has_no_effect
     assert second.state == "success"  # claim skipped the run
     assert risk.get_state().state is risk.TradingState.ACTIVE
     assert len(_venue("binance").positions()) == 1
+
+
+def test_stop_loss_when_extreme_shock_published_then_watcher_fires_and_book_is_flattened(
+    paper_world: None, kafka_bootstrap: str
+) -> None:
+    shock = {"symbol": "BTC/USDT", "move_pct": "-16", "window_seconds": 60, "price": "54600"}
+    mild = {**shock, "move_pct": "-6"}  # a market shock for the rebalance, not extreme
+    assert deliver(kafka_bootstrap, "stop_loss_shocks", "market-shock", mild) == []
+    fired = deliver(kafka_bootstrap, "stop_loss_shocks", "market-shock", shock)
+    _open_book()
+
+    run = _dag().test(run_conf={"events": fired})
+
+    assert run.state == "success"
+    assert risk.get_state().state is risk.TradingState.HALTED
+    _assert_flat_everywhere()
