@@ -18,6 +18,7 @@ from tradeops.model import (
     OrderStatus,
     OrderType,
     Side,
+    Transfer,
     TransferStatus,
     parse_symbol,
     to_jsonable,
@@ -121,9 +122,9 @@ def withdraw(params: Params, key: str) -> dict[str, Any]:
     return to_jsonable(transfer)
 
 
-def undo_withdraw(params: Params, key: str) -> UndoResult:
-    """Send back what arrived, once it has arrived (a pending transfer is retried later)."""
-    source = _required(params, "venue")
+def _arrived_transfer(source: str, key: str, what: str) -> Transfer | UndoResult:
+    """The settled transfer ``key`` sent from ``source``, or the undo's answer when there is
+    nothing (left) to send back; raises a temporary error while it is still on its way."""
     transfer = open_venue(source).get_transfer(key)
     if transfer is not None:
         earlier = open_venue(transfer.to_venue).get_transfer(undo_key(key))
@@ -133,11 +134,28 @@ def undo_withdraw(params: Params, key: str) -> UndoResult:
                 {"reason": f"already sent back by transfer {earlier.transfer_id}", "reverse": to_jsonable(earlier)},
             )
     if transfer is None or transfer.status is TransferStatus.FAILED:
-        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": "no transfer left the venue"})
+        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": f"no {what} left the venue"})
     if transfer.status is TransferStatus.PENDING:
         raise TemporaryVenueError(
-            f"transfer {key} is still pending until {transfer.settles_at}; it can be sent back once settled"
+            f"{what} {key} is still pending until {transfer.settles_at}; it can be sent back once settled"
         )
+    return transfer
+
+
+def _sent_back(original: Transfer, back: Transfer, how: str) -> UndoResult:
+    summary = f"sent back {back.amount} {back.asset} from {back.from_venue} {how}"
+    return UndoResult(
+        UndoOutcome.UNDONE,
+        {"reason": summary, "original": to_jsonable(original), "reverse": to_jsonable(back)},
+    )
+
+
+def undo_withdraw(params: Params, key: str) -> UndoResult:
+    """Send back what arrived, once it has arrived (a pending transfer is retried later)."""
+    source = _required(params, "venue")
+    transfer = _arrived_transfer(source, key, "transfer")
+    if isinstance(transfer, UndoResult):
+        return transfer
     back = open_venue(transfer.to_venue).withdraw(
         transfer_id=undo_key(key),
         asset=transfer.asset,
@@ -145,11 +163,7 @@ def undo_withdraw(params: Params, key: str) -> UndoResult:
         to_venue=source,
         network=transfer.network,
     )
-    summary = f"sent back {back.amount} {back.asset} from {back.from_venue} over {back.network}"
-    return UndoResult(
-        UndoOutcome.UNDONE,
-        {"reason": summary, "original": to_jsonable(transfer), "reverse": to_jsonable(back)},
-    )
+    return _sent_back(transfer, back, f"over {back.network}")
 
 
 @saga_step(undo="undo_rebalance_transfer")
@@ -183,20 +197,9 @@ def undo_rebalance_transfer(params: Params, key: str) -> UndoResult:
     if params.get("network") != wise.WISE_NETWORK:
         return undo_withdraw(params, key)
     source = _required(params, "venue")
-    transfer = open_venue(source).get_transfer(key)
-    if transfer is not None:
-        earlier = open_venue(transfer.to_venue).get_transfer(undo_key(key))
-        if earlier is not None:
-            return UndoResult(
-                UndoOutcome.UNDONE,
-                {"reason": f"already sent back by transfer {earlier.transfer_id}", "reverse": to_jsonable(earlier)},
-            )
-    if transfer is None or transfer.status is TransferStatus.FAILED:
-        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": "no transfer left the account"})
-    if transfer.status is TransferStatus.PENDING:
-        raise TemporaryVenueError(
-            f"Wise transfer {key} is still pending until {transfer.settles_at}; it can be sent back once settled"
-        )
+    transfer = _arrived_transfer(source, key, "Wise transfer")
+    if isinstance(transfer, UndoResult):
+        return transfer
     back = wise.send_transfer(
         load_settings(),
         transfer_id=undo_key(key),
@@ -205,8 +208,4 @@ def undo_rebalance_transfer(params: Params, key: str) -> UndoResult:
         currency=transfer.asset,
         amount=transfer.received,
     )
-    summary = f"sent back {back.amount} {back.asset} from {back.from_venue} through Wise"
-    return UndoResult(
-        UndoOutcome.UNDONE,
-        {"reason": summary, "original": to_jsonable(transfer), "reverse": to_jsonable(back)},
-    )
+    return _sent_back(transfer, back, "through Wise")
