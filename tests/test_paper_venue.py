@@ -29,7 +29,7 @@ from tradeops.errors import (
     TradeopsError,
 )
 from tradeops.model import OrderRequest, OrderStatus, OrderType, Side, TransferStatus, to_jsonable
-from tradeops.venues import paper_trading
+from tradeops.venues import factory, paper_trading
 from tradeops.venues.paper import FAULTABLE_METHODS, PaperVenue, open_paper_venue, seed_paper_world
 from tradeops.venues.paper_tables import fills_table, orders_table
 
@@ -777,6 +777,8 @@ def test_cli_open_when_venue_is_live_without_credentials_then_error_names_connec
     live = load_settings(env={"TRADEOPS__VENUES__OKX__KIND": "ccxt"})
     monkeypatch.setattr(venue_cmds, "settings", lambda: live)
     monkeypatch.delenv("AIRFLOW_CONN_TRADEOPS_OKX", raising=False)
+    # Airflow tasks run in this process earlier may have installed the connection-based provider.
+    monkeypatch.setattr(factory, "_credentials_provider", factory.environment_credentials)
 
     with pytest.raises(TradeopsError, match="tradeops_okx"):
         venue_cmds._open("okx")
@@ -801,3 +803,11 @@ def test_fault_when_skip_given_then_first_calls_pass_and_next_fails(binance):
     with pytest.raises(TemporaryVenueError):
         binance.balances()
     binance.balances()
+
+
+def test_airflow_credentials_when_connection_missing_then_authentication_error_names_it(airflow_db):
+    from operators.credentials import connection_credentials
+    from tradeops.errors import AuthenticationError
+
+    with pytest.raises(AuthenticationError, match="tradeops_nowhere"):
+        connection_credentials("tradeops_nowhere")
