@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -17,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from tests import paper_workers
+from tests.fixtures.paper import T0
 from tradeops.cli import venue_cmds
 from tradeops.config import Settings, load_settings
 from tradeops.db import get_engine, init_db, transaction
@@ -33,26 +33,9 @@ from tradeops.venues import factory, paper_trading
 from tradeops.venues.paper import FAULTABLE_METHODS, PaperVenue, open_paper_venue, seed_paper_world
 from tradeops.venues.paper_tables import fills_table, orders_table
 
-T0 = datetime(2024, 1, 1, 1, 0, tzinfo=UTC)
 BTC = "BTC/USDT"
 BTC_PERP = "BTC/USDT:USDT"
 ETH_PERP = "ETH/USDT:USDT"
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return load_settings()
 
 
 @pytest.fixture
@@ -60,31 +43,6 @@ def engine(db_url: str, settings: Settings) -> Engine:
     engine = get_engine(db_url)
     assert seed_paper_world(settings, engine) is True
     return engine
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def open_venue(engine: Engine, settings: Settings, clock: FakeClock) -> Callable[[str], PaperVenue]:
-    return lambda name: PaperVenue(name, settings, engine=engine, clock=clock)
-
-
-@pytest.fixture
-def binance(open_venue: Callable[[str], PaperVenue]) -> PaperVenue:
-    return open_venue("binance")
-
-
-@pytest.fixture
-def bybit(open_venue: Callable[[str], PaperVenue]) -> PaperVenue:
-    return open_venue("bybit")
-
-
-@pytest.fixture
-def okx(open_venue: Callable[[str], PaperVenue]) -> PaperVenue:
-    return open_venue("okx")
 
 
 def request(venue: PaperVenue, symbol: str, side: Side, amount: str, cid: str, **kwargs: object) -> OrderRequest:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -22,6 +21,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select, text
 
 from tests import paper_workers, saga_fixtures
+from tests.fixtures.paper import T0, FakeClock
 from tradeops import risk
 from tradeops.config import Settings, load_settings
 from tradeops.db import get_engine, transaction, utcnow
@@ -37,25 +37,8 @@ from tradeops.venues.paper_tables import fills_table, orders_table, transfers_ta
 
 pytestmark = pytest.mark.postgres
 
-T0 = datetime(2024, 1, 1, 1, 0, tzinfo=UTC)
 BTC = "BTC/USDT"
 BTC_PERP = "BTC/USDT:USDT"
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return load_settings()
 
 
 @pytest.fixture
@@ -64,31 +47,6 @@ def engine(pg_db_url: str, settings: Settings) -> Engine:
     assert engine.dialect.name == "postgresql"
     assert seed_paper_world(settings, engine) is True
     return engine
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def open_venue(engine: Engine, settings: Settings, clock: FakeClock) -> Callable[[str], PaperVenue]:
-    return lambda name: PaperVenue(name, settings, engine=engine, clock=clock)
-
-
-@pytest.fixture
-def binance(open_venue: Callable[[str], PaperVenue]) -> PaperVenue:
-    return open_venue("binance")
-
-
-@pytest.fixture
-def bybit(open_venue: Callable[[str], PaperVenue]) -> PaperVenue:
-    return open_venue("bybit")
-
-
-@pytest.fixture
-def okx(open_venue: Callable[[str], PaperVenue]) -> PaperVenue:
-    return open_venue("okx")
 
 
 def place(venue: PaperVenue, symbol: str, side: Side, amount: str, cid: str, **kwargs: Any):
