@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov lives in its own venv: its pinned dependencies clash with Airflow's.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .PHONY: run stop status test lint venv reset lock bench help
 
@@ -24,7 +27,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-venv: $(STAMP)
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+venv: $(STAMP) $(CHECKOV_STAMP)
 
 run: $(STAMP)
 	@scripts/local-stack.sh up
@@ -35,8 +44,9 @@ stop: $(STAMP)
 status: $(STAMP)
 	@scripts/local-stack.sh status
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(CHECKOV_STAMP)
+	@command -v kubectl >/dev/null || { echo "make test: kubectl not found on PATH (tests/test_k8s_*.py render k8s/ with kubectl kustomize)" >&2; exit 1; }
+	TRADEOPS_CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@eval "$$(scripts/local-stack.sh env)" && \

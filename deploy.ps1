@@ -1,7 +1,8 @@
 #!/usr/bin/env pwsh
 # PowerShell twin of deploy.sh: same commands, same flags (both -DryRun and --dry-run spellings),
 # same '+ ' dry-run lines. See deploy.sh / `deploy.ps1 --help` for what each command does.
-# UNTESTED: pwsh was not available where this was written.
+# pwsh cannot be installed where this is developed: tests/test_deploy_scripts.py parses this file
+# with the tree-sitter PowerShell grammar and checks it offers the commands and flags of deploy.sh.
 param(
     [Parameter(Position = 0)][string]$Command = '',
     [switch]$DryRun,
@@ -76,7 +77,8 @@ function Test-Tool([string]$Name) { [bool](Get-Command $Name -CommandType Applic
 
 # Echo '+ cmd' and run it unless dry-run; a non-zero exit is an error.
 function Invoke-Step {
-    param([string]$Exe, [string[]]$Arguments, [string]$InputText = $null, [string]$Display = $null)
+    # [object], not [string]: a [string] parameter turns $null into '' and would pipe an empty stdin.
+    param([string]$Exe, [string[]]$Arguments, [object]$InputText = $null, [string]$Display = $null)
     if (-not $Display) { $Display = (@($Exe) + $Arguments) -join ' ' }
     Write-Output "+ $Display"
     if ($DryRun) { return }
@@ -171,8 +173,10 @@ function Invoke-Secrets {
             if ($LASTEXITCODE -ne 0 -or -not $enc) { Fail "Secret postgres-secrets exists but has no 'password' key" }
             $pg = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($enc))
         } else { $pg = New-Alnum 32 }
+        # Airflow's metadata DB through psycopg2 (in the Airflow image); the project DB (database
+        # tradeops, created by the postgres-init ConfigMap) through psycopg 3 (pinned).
         $sql = "postgresql+psycopg2://airflow:${pg}@postgres:5432/airflow"
-        $db = $sql
+        $db = "postgresql+psycopg://airflow:${pg}@postgres:5432/tradeops"
     }
     Write-Host "Secrets for overlay $Overlay in namespace $Namespace (Kafka: $bootstrap)"
     $admin = ''
@@ -199,6 +203,22 @@ function Invoke-Secrets {
     }
 }
 
+# Split $Image as deploy.sh's split_image does: kustomize `images:` fields plus the
+# KubernetesExecutor's worker repository/tag (a registry port is not a tag; a digest becomes
+# repository NAME@sha256 + tag HEX, which Airflow joins back with ':').
+function Split-Image {
+    $name = $Image; $tag = ''; $digest = ''
+    if ($Image.Contains('@')) { $name = $Image.Substring(0, $Image.IndexOf('@')); $digest = $Image.Substring($Image.IndexOf('@') + 1) }
+    elseif ($Image.Substring($Image.LastIndexOf('/') + 1).Contains(':')) { $name = $Image.Substring(0, $Image.LastIndexOf(':')); $tag = $Image.Substring($Image.LastIndexOf(':') + 1) }
+    if ($digest) {
+        if (-not $digest.Contains(':')) { Fail "--image digest must look like NAME@sha256:HEX, not '$Image'" }
+        $repo = $name + '@' + $digest.Substring(0, $digest.IndexOf(':')); $wtag = $digest.Substring($digest.IndexOf(':') + 1)
+    } else {
+        $repo = $name; $wtag = if ($tag) { $tag } else { 'latest' }
+    }
+    return [pscustomobject]@{ Name = $name; Tag = $tag; Digest = $digest; WorkerRepo = $repo; WorkerTag = $wtag }
+}
+
 # Render the overlay with image + namespace set via a throw-away kustomization in a temp dir
 # (kustomize refuses absolute resource paths, so the overlay is referenced relatively).
 function Get-Rendered {
@@ -210,13 +230,18 @@ function Get-Rendered {
         Push-Location -LiteralPath $tmp
         try { $rel = (Resolve-Path -LiteralPath $overlayDir -Relative) -replace '\\', '/' } finally { Pop-Location }
         if ($rel.StartsWith('./')) { $rel = $rel.Substring(2) }
-        if ($Image.Contains('@')) { $name = $Image.Substring(0, $Image.IndexOf('@')); $tag = ''; $digest = $Image.Substring($Image.IndexOf('@') + 1) }
-        elseif ($Image.Substring($Image.LastIndexOf('/') + 1).Contains(':')) { $name = $Image.Substring(0, $Image.LastIndexOf(':')); $tag = $Image.Substring($Image.LastIndexOf(':') + 1); $digest = '' }
-        else { $name = $Image; $tag = ''; $digest = '' }
+        $img = Split-Image
         $k = @('apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization', "namespace: $Namespace", 'resources:', "  - $rel",
-            'images:', "  - name: $ImageName", "    newName: $name")
-        if ($tag) { $k += "    newTag: `"$tag`"" }
-        if ($digest) { $k += "    digest: $digest" }
+            'images:', "  - name: $ImageName", "    newName: $($img.Name)")
+        if ($img.Tag) { $k += "    newTag: `"$($img.Tag)`"" }
+        if ($img.Digest) { $k += "    digest: $($img.Digest)" }
+        $k += @('patches:', '  - target:', '      kind: ConfigMap', '      name: airflow-config', '    patch: |-',
+            '      - op: replace', '        path: /data/AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_REPOSITORY', "        value: `"$($img.WorkerRepo)`"",
+            '      - op: replace', '        path: /data/AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG', "        value: `"$($img.WorkerTag)`"",
+            '      - op: replace', '        path: /data/AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE', "        value: `"$Namespace`"",
+            "  # kustomize's namespace setting leaves RoleBinding subjects alone.",
+            '  - target:', '      kind: RoleBinding', '      name: airflow-scheduler', '    patch: |-',
+            '      - op: replace', '        path: /subjects/0/namespace', "        value: `"$Namespace`"")
         Set-Content -LiteralPath (Join-Path $tmp 'kustomization.yaml') -Value ($k -join "`n") -Encoding ascii
         $out = & kubectl kustomize $tmp
         if ($LASTEXITCODE -ne 0) { Fail 'kubectl kustomize failed' }
@@ -244,7 +269,7 @@ function Invoke-Migrate {
     & kubectl @waitArgs
     if ($LASTEXITCODE -ne 0) {
         [Console]::Error.WriteLine('migration Job did not complete; its log:')
-        & kubectl logs "job/$MigrateJob" -n $Namespace --all-containers --tail=100
+        & kubectl logs "job/$MigrateJob" -n $Namespace '--all-containers' '--tail=100'
         exit 1
     }
 }
@@ -274,6 +299,9 @@ switch ($Command) {
     'secrets' { Invoke-Secrets }
     'apply' { Invoke-ApplyOverlay }
     'migrate' { Invoke-Migrate }
+    'render' {
+        if ($DryRun) { Write-RenderLine } else { Assert-Kubectl; Get-Rendered }
+    }
     'status' { Invoke-Step kubectl @('get', 'pods,deployments,statefulsets,jobs', '-n', $Namespace, '-o', 'wide') }
     'port-forward' {
         'Airflow UI on http://127.0.0.1:8080 (Ctrl-C stops)'

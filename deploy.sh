@@ -45,6 +45,8 @@ Commands:
                  prod needs AIRFLOW_SQL_ALCHEMY_CONN (or TRADEOPS_DB_URL) and KAFKA_BOOTSTRAP_SERVERS
   apply          render k8s/overlays/OVERLAY with IMAGE and NAMESPACE set, kubectl apply it
                  (the old migration Job is deleted first: a Job's template is immutable)
+  render         print the manifests apply would send (IMAGE and NAMESPACE set); needs only
+                 kubectl, no cluster: pipe it to 'kubectl diff -f -' to review a change
   migrate        delete the migration Job ($MIGRATE_JOB), apply, wait for it to complete
   status         pods, deployments, statefulsets and jobs in the namespace
   port-forward   svc/$API_SERVICE 8080:8080 on 127.0.0.1 only
@@ -261,8 +263,10 @@ cmd_secrets() {
     else
       pg_password="$(rand_alnum 32)"
     fi
+    # Airflow's metadata DB through psycopg2 (shipped with the Airflow image); the project DB
+    # (database tradeops, created by the postgres-init ConfigMap) through psycopg 3 (pinned).
     sql_conn="postgresql+psycopg2://airflow:${pg_password}@postgres:5432/airflow"
-    db_url="$sql_conn"
+    db_url="postgresql+psycopg://airflow:${pg_password}@postgres:5432/tradeops"
   fi
   echo "Secrets for overlay $OVERLAY in namespace $NAMESPACE (Kafka: $bootstrap)"
 
@@ -301,32 +305,50 @@ relative_path() {
   local to from up=""
   to="$(cd "$1" && pwd -P)"
   from="$(cd "$2" && pwd -P)"
-  while [[ "$to" != "$from" && "$to" != "$from"/* ]]; do
+  while [[ "$from" != / && "$to" != "$from" && "$to" != "$from"/* ]]; do
     from="$(dirname "$from")"
     up="../$up"
   done
   if [[ "$to" == "$from" ]]; then
     echo "${up:-.}"
+  elif [[ "$from" == / ]]; then
+    echo "$up${to#/}"
   else
     echo "$up${to#"$from"/}"
   fi
 }
 
-# Write the throw-away kustomization (overlay + image + namespace) into $1.
-write_wrapper() {
-  local dir="$1" overlay_dir="k8s/overlays/$OVERLAY" name tag="" digest="" image_lines
-  [[ -d "$overlay_dir" ]] || die "$overlay_dir does not exist"
+# Split IMAGE into the kustomize `images:` fields and the KubernetesExecutor's worker image
+# (repository + tag, which Airflow joins with ':'). A registry port is not a tag: only a ':' after
+# the last '/' starts one. A digest becomes repository "NAME@sha256" + tag "HEX", which Airflow
+# joins back into NAME@sha256:HEX.
+IMG_NAME="" IMG_TAG="" IMG_DIGEST="" WORKER_REPO="" WORKER_TAG=""
+split_image() {
+  IMG_NAME="$IMAGE" IMG_TAG="" IMG_DIGEST=""
   if [[ "$IMAGE" == *@* ]]; then
-    name="${IMAGE%@*}" digest="${IMAGE#*@}"
+    IMG_NAME="${IMAGE%%@*}" IMG_DIGEST="${IMAGE#*@}"
   elif [[ "${IMAGE##*/}" == *:* ]]; then
-    name="${IMAGE%:*}" tag="${IMAGE##*:}"
-  else
-    name="$IMAGE"
+    IMG_NAME="${IMAGE%:*}" IMG_TAG="${IMAGE##*:}"
   fi
+  if [[ -n "$IMG_DIGEST" ]]; then
+    [[ "$IMG_DIGEST" == *:* ]] || die "--image digest must look like NAME@sha256:HEX, not '$IMAGE'"
+    WORKER_REPO="$IMG_NAME@${IMG_DIGEST%%:*}" WORKER_TAG="${IMG_DIGEST#*:}"
+  else
+    WORKER_REPO="$IMG_NAME" WORKER_TAG="${IMG_TAG:-latest}"
+  fi
+}
+
+# Write the throw-away kustomization into $1: the overlay, with --namespace and --image set on
+# every object, including the values kustomize does not reach by itself: the worker image and the
+# executor namespace in ConfigMap airflow-config, and the scheduler RoleBinding's subject.
+write_wrapper() {
+  local dir="$1" overlay_dir="k8s/overlays/$OVERLAY" image_lines
+  [[ -d "$overlay_dir" ]] || die "$overlay_dir does not exist"
+  split_image
   image_lines="  - name: $IMAGE_NAME
-    newName: $name"
-  [[ -z "$tag" ]] || image_lines+=$'\n'"    newTag: \"$tag\""
-  [[ -z "$digest" ]] || image_lines+=$'\n'"    digest: $digest"
+    newName: $IMG_NAME"
+  [[ -z "$IMG_TAG" ]] || image_lines+=$'\n'"    newTag: \"$IMG_TAG\""
+  [[ -z "$IMG_DIGEST" ]] || image_lines+=$'\n'"    digest: $IMG_DIGEST"
   cat >"$dir/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -335,6 +357,28 @@ resources:
   - $(relative_path "$overlay_dir" "$dir")
 images:
 $image_lines
+patches:
+  - target:
+      kind: ConfigMap
+      name: airflow-config
+    patch: |-
+      - op: replace
+        path: /data/AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_REPOSITORY
+        value: "$WORKER_REPO"
+      - op: replace
+        path: /data/AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG
+        value: "$WORKER_TAG"
+      - op: replace
+        path: /data/AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE
+        value: "$NAMESPACE"
+  # kustomize's namespace setting leaves RoleBinding subjects alone.
+  - target:
+      kind: RoleBinding
+      name: airflow-scheduler
+    patch: |-
+      - op: replace
+        path: /subjects/0/namespace
+        value: "$NAMESPACE"
 EOF
 }
 
@@ -382,6 +426,16 @@ cmd_migrate() {
   }
 }
 
+cmd_render() {
+  if ((DRY_RUN)); then
+    echo_render
+  else
+    need_kubectl
+    render
+    printf '%s\n' "$MANIFESTS"
+  fi
+}
+
 cmd_status() {
   run kubectl get pods,deployments,statefulsets,jobs -n "$NAMESPACE" -o wide
 }
@@ -426,6 +480,7 @@ main() {
     secrets) cmd_secrets ;;
     apply) cmd_apply ;;
     migrate) cmd_migrate ;;
+    render) cmd_render ;;
     status) cmd_status ;;
     port-forward) cmd_port_forward ;;
     destroy) cmd_destroy ;;
