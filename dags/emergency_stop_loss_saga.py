@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
+from operators.executors import LATENCY_CRITICAL_EXECUTOR
 from operators.stoploss import EmergencyStopOperator, StopLossReportOperator
 from operators.tags import EVENT_TRIGGERED
 from sensors.kafka_events import event_asset
@@ -28,6 +29,9 @@ handled together; an event already handled by an earlier run is skipped (redeliv
 2. `report`: publishes a `stop_loss_report` to `risk-alerts` and logs it; fails if any venue is
    not flat.
 
+**Where it runs**: on Kubernetes both tasks run on the LocalExecutor inside the scheduler pod
+(no worker pod to schedule and start); everything else uses the KubernetesExecutor.
+
 **On call**
 - Run FAILED at `report`: read the log line `Emergency stop report`; the venue with
   `"flat": false` needs a human: `tradeops venue positions --venue NAME`,
@@ -45,7 +49,12 @@ with DAG(
     tags=[EVENT_TRIGGERED, "risk", "saga"],
     doc_md=DOC,
     dagrun_timeout=timedelta(minutes=10),
-    default_args={"pool": "emergency", "priority_weight": 1000, "weight_rule": "absolute"},
+    default_args={
+        "pool": "emergency",
+        "priority_weight": 1000,
+        "weight_rule": "absolute",
+        "executor": LATENCY_CRITICAL_EXECUTOR,
+    },
 ) as dag:
     stop = EmergencyStopOperator(task_id="halt_and_flatten", event_types=["critical_alert", "market_shock"])
     report = StopLossReportOperator(task_id="report", stop_task_id="halt_and_flatten")
