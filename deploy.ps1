@@ -210,13 +210,24 @@ function Split-Image {
     $name = $Image; $tag = ''; $digest = ''
     if ($Image.Contains('@')) { $name = $Image.Substring(0, $Image.IndexOf('@')); $digest = $Image.Substring($Image.IndexOf('@') + 1) }
     elseif ($Image.Substring($Image.LastIndexOf('/') + 1).Contains(':')) { $name = $Image.Substring(0, $Image.LastIndexOf(':')); $tag = $Image.Substring($Image.LastIndexOf(':') + 1) }
+    else { $tag = 'latest' }   # as docker reads a name without a tag
     if ($digest) {
         if (-not $digest.Contains(':')) { Fail "--image digest must look like NAME@sha256:HEX, not '$Image'" }
         $repo = $name + '@' + $digest.Substring(0, $digest.IndexOf(':')); $wtag = $digest.Substring($digest.IndexOf(':') + 1)
     } else {
-        $repo = $name; $wtag = if ($tag) { $tag } else { 'latest' }
+        $repo = $name; $wtag = $tag
     }
     return [pscustomobject]@{ Name = $name; Tag = $tag; Digest = $digest; WorkerRepo = $repo; WorkerTag = $wtag }
+}
+
+# The name the overlay gives tradeops-airflow (prod renames it to its registry), as deploy.sh reads it.
+function Get-OverlayImageName([string]$OverlayDir) {
+    $current = ''
+    foreach ($line in Get-Content -LiteralPath (Join-Path $OverlayDir 'kustomization.yaml')) {
+        if ($line -match '^\s*-\s+name:\s*(\S+)\s*$') { $current = $Matches[1] }
+        elseif ($current -eq $ImageName -and $line -match '^\s*newName:\s*(\S+)\s*$') { return $Matches[1] }
+    }
+    return $ImageName
 }
 
 # Render the overlay with image + namespace set via a throw-away kustomization in a temp dir
@@ -232,15 +243,15 @@ function Get-Rendered {
         if ($rel.StartsWith('./')) { $rel = $rel.Substring(2) }
         $img = Split-Image
         $k = @('apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization', "namespace: $Namespace", 'resources:', "  - $rel",
-            'images:', "  - name: $ImageName", "    newName: $($img.Name)")
+            'images:', "  - name: $(Get-OverlayImageName $overlayDir)", "    newName: $($img.Name)")
         if ($img.Tag) { $k += "    newTag: `"$($img.Tag)`"" }
         if ($img.Digest) { $k += "    digest: $($img.Digest)" }
         $k += @('patches:', '  - target:', '      kind: ConfigMap', '      name: airflow-config', '    patch: |-',
             '      - op: replace', '        path: /data/AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_REPOSITORY', "        value: `"$($img.WorkerRepo)`"",
             '      - op: replace', '        path: /data/AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG', "        value: `"$($img.WorkerTag)`"",
             '      - op: replace', '        path: /data/AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE', "        value: `"$Namespace`"",
-            "  # kustomize's namespace setting leaves RoleBinding subjects alone.",
-            '  - target:', '      kind: RoleBinding', '      name: airflow-scheduler', '    patch: |-',
+            "  # kustomize's namespace setting leaves RoleBinding subjects alone (each of ours has one).",
+            '  - target:', '      kind: RoleBinding', '    patch: |-',
             '      - op: replace', '        path: /subjects/0/namespace', "        value: `"$Namespace`"")
         Set-Content -LiteralPath (Join-Path $tmp 'kustomization.yaml') -Value ($k -join "`n") -Encoding ascii
         $out = & kubectl kustomize $tmp

@@ -329,12 +329,14 @@ split_image() {
     IMG_NAME="${IMAGE%%@*}" IMG_DIGEST="${IMAGE#*@}"
   elif [[ "${IMAGE##*/}" == *:* ]]; then
     IMG_NAME="${IMAGE%:*}" IMG_TAG="${IMAGE##*:}"
+  else
+    IMG_TAG="latest"   # as docker reads a name without a tag
   fi
   if [[ -n "$IMG_DIGEST" ]]; then
     [[ "$IMG_DIGEST" == *:* ]] || die "--image digest must look like NAME@sha256:HEX, not '$IMAGE'"
     WORKER_REPO="$IMG_NAME@${IMG_DIGEST%%:*}" WORKER_TAG="${IMG_DIGEST#*:}"
   else
-    WORKER_REPO="$IMG_NAME" WORKER_TAG="${IMG_TAG:-latest}"
+    WORKER_REPO="$IMG_NAME" WORKER_TAG="$IMG_TAG"
   fi
 }
 
@@ -342,10 +344,15 @@ split_image() {
 # every object, including the values kustomize does not reach by itself: the worker image and the
 # executor namespace in ConfigMap airflow-config, and the scheduler RoleBinding's subject.
 write_wrapper() {
-  local dir="$1" overlay_dir="k8s/overlays/$OVERLAY" image_lines
+  local dir="$1" overlay_dir="k8s/overlays/$OVERLAY" image_lines overlay_name
   [[ -d "$overlay_dir" ]] || die "$overlay_dir does not exist"
   split_image
-  image_lines="  - name: $IMAGE_NAME
+  # The overlay may already have renamed tradeops-airflow (prod: its registry): match that name.
+  overlay_name="$(awk -v want="$IMAGE_NAME" '
+    $1 == "-" && $2 == "name:" { current = $3 }
+    $1 == "newName:" && current == want { print $2; exit }' "$overlay_dir/kustomization.yaml")"
+  overlay_name="${overlay_name:-$IMAGE_NAME}"
+  image_lines="  - name: $overlay_name
     newName: $IMG_NAME"
   [[ -z "$IMG_TAG" ]] || image_lines+=$'\n'"    newTag: \"$IMG_TAG\""
   [[ -z "$IMG_DIGEST" ]] || image_lines+=$'\n'"    digest: $IMG_DIGEST"
@@ -371,10 +378,9 @@ patches:
       - op: replace
         path: /data/AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE
         value: "$NAMESPACE"
-  # kustomize's namespace setting leaves RoleBinding subjects alone.
+  # kustomize's namespace setting leaves RoleBinding subjects alone (each of ours has one).
   - target:
       kind: RoleBinding
-      name: airflow-scheduler
     patch: |-
       - op: replace
         path: /subjects/0/namespace
