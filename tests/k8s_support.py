@@ -19,6 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
 OVERLAYS = ("dev", "prod")
+TARGETS_ALL = ("base", "overlays/dev", "overlays/prod")
 IMAGE_NAME = "tradeops-airflow"
 WORKER_REPO_KEY = "AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_REPOSITORY"
 WORKER_TAG_KEY = "AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG"

@@ -16,6 +16,7 @@ from tests.k8s_support import (
     IMAGE_NAME,
     K8S,
     OVERLAYS,
+    TARGETS_ALL,
     WORKER_REPO_KEY,
     WORKER_TAG_KEY,
     Manifest,
@@ -33,7 +34,7 @@ from tests.k8s_support import (
 )
 
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
-TARGETS = ("base", *(f"overlays/{o}" for o in OVERLAYS))
+TARGETS = TARGETS_ALL
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CLUSTER_SCOPED = {"Namespace", "PriorityClass"}
 SECRETS_CREATED_BY_DEPLOY = {
