@@ -38,9 +38,7 @@ def kubectl() -> str:
 @functools.cache
 def render(target: str) -> tuple[Manifest, ...]:
     """Render k8s/<target> (``base``, ``overlays/dev``, ``overlays/prod``) into objects."""
-    out = subprocess.run(
-        [kubectl(), "kustomize", str(K8S / target)], capture_output=True, text=True, check=False
-    )
+    out = subprocess.run([kubectl(), "kustomize", str(K8S / target)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, f"kubectl kustomize k8s/{target} failed:\n{out.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
 
@@ -53,7 +51,9 @@ def deploy_render(overlay: str, namespace: str, image: str) -> tuple[Manifest, .
     return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
 
 
-def run_deploy_sh(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_deploy_sh(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TRADEOPS_", "AIRFLOW_"))}
     return subprocess.run(
         ["bash", str(ROOT / "deploy.sh"), *args],
@@ -104,6 +104,12 @@ def worker_template(objects: tuple[Manifest, ...]) -> Manifest:
     ]
     assert len(config_maps) == 1, "expected one airflow-pod-template ConfigMap"
     return yaml.safe_load(config_maps[0]["data"]["worker.yaml"])
+
+
+def pods(objects: tuple[Manifest, ...]) -> list[Manifest]:
+    """Every workload plus the worker pod (as a Pod named "worker")."""
+    worker = {"kind": "Pod", "metadata": {"name": "worker"}, "spec": worker_template(objects)["spec"]}
+    return [*workloads(objects), worker]
 
 
 def airflow_config(objects: tuple[Manifest, ...]) -> dict[str, str]:

@@ -27,6 +27,7 @@ from tests.k8s_support import (
     find,
     of_kind,
     pod_spec,
+    pods,
     project_images,
     render,
     worker_template,
@@ -127,21 +128,19 @@ def test_rbac_when_rendered_then_namespaced_least_privilege_only(target: str) ->
 @pytest.mark.parametrize("target", TARGETS)
 def test_service_accounts_when_rendered_then_only_api_users_mount_a_token(target: str) -> None:
     objects = render(target)
-    pods = [*workloads(objects), {"kind": "Pod", "metadata": {"name": "worker"}, "spec": worker_template(objects)["spec"]}]
+    every_pod = pods(objects)
 
-    mounting = {o["metadata"]["name"] for o in pods if pod_spec(o).get("automountServiceAccountToken", True)}
+    mounting = {o["metadata"]["name"] for o in every_pod if pod_spec(o).get("automountServiceAccountToken", True)}
 
     assert mounting == {"airflow-scheduler", "airflow-api-server"}
-    for obj in pods:
+    for obj in every_pod:
         assert pod_spec(obj).get("serviceAccountName"), f"{obj['metadata']['name']} runs as the default account"
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_containers_when_rendered_then_non_root_hardened_with_resources(target: str) -> None:
     objects = render(target)
-    pods = [*workloads(objects), {"kind": "Pod", "metadata": {"name": "worker"}, "spec": worker_template(objects)["spec"]}]
-
-    for obj in pods:
+    for obj in pods(objects):
         assert pod_spec(obj)["securityContext"]["runAsNonRoot"] is True
         for container in containers(obj):
             where = f"{obj['metadata']['name']}/{container['name']}"
@@ -179,7 +178,7 @@ def test_secrets_when_rendered_then_only_referenced_never_defined(target: str) -
     objects = render(target)
 
     assert of_kind(objects, "Secret") == []
-    for obj in [*workloads(objects), {"kind": "Pod", "metadata": {"name": "w"}, "spec": worker_template(objects)["spec"]}]:
+    for obj in pods(objects):
         for container in containers(obj):
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
@@ -213,7 +212,8 @@ def test_execution_api_url_when_rendered_then_names_the_api_server_service_and_p
     container_port = next(p for p in api["ports"] if p["name"] == port["targetPort"])
 
     assert url.scheme == "http" and url.path == "/execution/"
-    assert service["spec"]["selector"] == find(objects, "Deployment", "airflow-api-server")["spec"]["selector"]["matchLabels"]
+    api_labels = find(objects, "Deployment", "airflow-api-server")["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == api_labels
     assert container_port["containerPort"] == int(airflow_config(objects)["AIRFLOW__API__PORT"]) == url.port
 
 
