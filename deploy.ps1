@@ -19,6 +19,8 @@ Set-StrictMode -Version Latest
 Set-Location -LiteralPath $PSScriptRoot
 
 $ImageName = 'tradeops-airflow'
+# The UI user: AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS in k8s/base/configmap-airflow.yaml.
+$AdminUser = 'tradeops'
 $MigrateJob = if ($env:TRADEOPS_MIGRATE_JOB) { $env:TRADEOPS_MIGRATE_JOB } else { 'airflow-migrate' }
 $ApiService = if ($env:TRADEOPS_API_SERVICE) { $env:TRADEOPS_API_SERVICE } else { 'airflow-api-server' }
 $Watchers = @('stop_loss_alerts', 'stop_loss_shocks', 'rebalance_capital', 'rebalance_shocks', 'funding_deviation')
@@ -197,7 +199,7 @@ function Invoke-Secrets {
     }
     if (-not $DryRun -and $admin) {
         Write-Host ''
-        Write-Host "Airflow login: admin / $admin"
+        Write-Host "Airflow login: $AdminUser / $admin"
         Write-Host "  shown only now; stored in Secret airflow-secrets (key admin-password), namespace ${Namespace}:"
         Write-Host "  kubectl get secret airflow-secrets -n $Namespace -o jsonpath='{.data.admin-password}'  (base64)"
     }

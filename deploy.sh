@@ -14,6 +14,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 cd "$ROOT"
 
 IMAGE_NAME="tradeops-airflow"
+# The UI user: AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS in k8s/base/configmap-airflow.yaml.
+ADMIN_USER="tradeops"
 MIGRATE_JOB="${TRADEOPS_MIGRATE_JOB:-airflow-migrate}"
 API_SERVICE="${TRADEOPS_API_SERVICE:-airflow-api-server}"
 WATCHERS=(stop_loss_alerts stop_loss_shocks rebalance_capital rebalance_shocks funding_deviation)
@@ -294,7 +296,7 @@ cmd_secrets() {
   fi
   if ((DRY_RUN == 0)) && [[ -n "$admin_password" ]]; then
     echo
-    echo "Airflow login: admin / $admin_password"
+    echo "Airflow login: $ADMIN_USER / $admin_password"
     echo "  shown only now; stored in Secret airflow-secrets (key admin-password), namespace $NAMESPACE:"
     echo "  kubectl get secret airflow-secrets -n $NAMESPACE -o jsonpath='{.data.admin-password}' | base64 -d"
   fi

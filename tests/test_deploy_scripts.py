@@ -310,6 +310,7 @@ def test_secrets_when_dev_then_generates_strong_consistent_values(cluster: dict[
     )
     connections = {k: json.loads(v) for k, v in _secret(state, "tradeops-kafka-connections").items()}
     assert connections == {k: json.loads(v) for k, v in connection_env("kafka:9092").items()}
+    assert f"Airflow login: tradeops / {airflow['admin-password']}" in result.stdout  # shown once, on purpose
     for secret in ("fernet-key", "jwt-secret", "api-secret-key", "sql-alchemy-conn"):
         assert airflow[secret] not in result.stdout + result.stderr
     assert all(call["argv"][0] in ("get", "create") for call in _calls(state))

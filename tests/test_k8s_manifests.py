@@ -362,3 +362,21 @@ def test_migration_job_when_rendered_then_migrates_then_bootstraps_the_suite(tar
     steps = [line.split()[:2] for line in script.strip().splitlines()]
     assert steps == [["airflow", "pools"], ["tradeops", "config"], ["tradeops", "init"], ["tradeops", "kafka"]]
     assert spec["restartPolicy"] == "OnFailure" and job["spec"]["backoffLimit"] >= 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_login_when_rendered_then_the_configured_user_gets_the_generated_password(overlay: str) -> None:
+    objects = render(f"overlays/{overlay}")
+    users = dict(u.split(":") for u in airflow_config(objects)["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
+    spec = pod_spec(find(objects, "Deployment", "airflow-api-server"))
+    writer = next(c for c in spec["initContainers"] if c["name"] == "write-auth-passwords")
+
+    script = writer["args"][0]
+
+    assert users == {"tradeops": "admin"}
+    assert '{"tradeops": os.environ["ADMIN_PASSWORD"]}' in script
+    assert env_value(writer, "ADMIN_PASSWORD")["valueFrom"]["secretKeyRef"] == {
+        "name": "airflow-secrets",
+        "key": "admin-password",
+    }
+    assert airflow_config(objects)["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] in script
