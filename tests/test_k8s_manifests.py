@@ -168,6 +168,8 @@ def test_components_when_rendered_then_probed_and_wait_for_migrations(target: st
         main = spec["containers"][0]
         assert "livenessProbe" in main and "startupProbe" in main, component
         assert spec["initContainers"][0]["name"] == "wait-for-migrations", component
+        strategy = find(objects, "Deployment", f"airflow-{component}")["spec"]["strategy"]
+        assert strategy["rollingUpdate"]["maxUnavailable"] == 0, component
         assert spec["initContainers"][0]["args"][:3] == ["airflow", "db", "check-migrations"]
     api = pod_spec(find(objects, "Deployment", "airflow-api-server"))["containers"][0]
     assert api["readinessProbe"]["httpGet"]["port"] in ("http", 8080)
