@@ -237,8 +237,10 @@ function Get-OverlayImageName([string]$OverlayDir) {
 function Get-Rendered {
     $overlayDir = Join-Path $PSScriptRoot "k8s/overlays/$Overlay"
     if (-not (Test-Path -LiteralPath $overlayDir -PathType Container)) { Fail "k8s/overlays/$Overlay does not exist" }
-    $tmp = Join-Path ([IO.Path]::GetTempPath()) ("tradeops-deploy." + [Guid]::NewGuid().ToString('N'))
-    New-Item -ItemType Directory -Path $tmp | Out-Null
+    # Under the repository's git-ignored .local/, not %TEMP%: on another drive there would be no
+    # relative path from the temp dir to the overlay, and kustomize refuses absolute ones.
+    $tmp = Join-Path $PSScriptRoot (".local/tradeops-deploy." + [Guid]::NewGuid().ToString('N'))
+    New-Item -ItemType Directory -Path $tmp -Force | Out-Null
     try {
         Push-Location -LiteralPath $tmp
         try { $rel = (Resolve-Path -LiteralPath $overlayDir -Relative) -replace '\\', '/' } finally { Pop-Location }
