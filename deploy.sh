@@ -53,7 +53,7 @@ Commands:
   status         pods, deployments, statefulsets and jobs in the namespace
   port-forward   svc/$API_SERVICE 8080:8080 on 127.0.0.1 only
   destroy        delete the overlay's objects (asks you to type the namespace; --yes skips);
-                 Secrets and the Namespace object are kept unless --delete-secrets
+                 the Namespace object is kept, and the Secrets unless --delete-secrets
 
 Flags:
   --dry-run            print every command (prefixed '+ '), change nothing; secrets show as <generated>
