@@ -22,7 +22,17 @@ from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 from kubernetes.client import ApiClient
 
 from operators.executors import LATENCY_CRITICAL_EXECUTOR
-from tests.k8s_support import OVERLAYS, ROOT, airflow_config, find, pod_spec, render, worker_template
+from tests.k8s_support import (
+    OVERLAYS,
+    ROOT,
+    airflow_config,
+    containers,
+    find,
+    pod_spec,
+    render,
+    worker_template,
+    workloads,
+)
 
 # A Kubernetes-executed money-moving task: the first step of the rebalancing saga.
 DAG_ID = "auto_rebalance_saga"
@@ -134,3 +144,25 @@ def test_stop_loss_when_parsed_then_every_task_skips_pod_startup(dagbag: DagBag)
 
     assert {t.executor for t in stop_loss.tasks} == {LATENCY_CRITICAL_EXECUTOR}
     assert {t.pool for t in stop_loss.tasks} == {"emergency"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_airflow_settings_when_rendered_then_every_key_is_a_known_option(overlay: str) -> None:
+    # A misspelt AIRFLOW__SECTION__KEY is silently ignored by Airflow; catch it here.
+    from airflow.configuration import conf
+
+    objects = render(f"overlays/{overlay}")
+    names = set(airflow_config(objects))
+    for workload in workloads(objects):
+        for container in containers(workload):
+            names |= {e["name"] for e in container.get("env", [])}
+    known = conf.configuration_description
+
+    unknown = []
+    for name in sorted(n for n in names if n.startswith("AIRFLOW__")):
+        section, key = name.removeprefix("AIRFLOW__").lower().split("__", 1)
+        if key not in known.get(section, {}).get("options", {}):
+            unknown.append(name)
+
+    assert unknown == []
+    assert len([n for n in names if n.startswith("AIRFLOW__")]) > 20
