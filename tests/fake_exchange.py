@@ -32,9 +32,11 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.local_http import LocalHttpFake
 
 API_PREFIX = "/api/v5/"
 PUBLIC_PREFIXES = ("public/", "market/")
@@ -201,8 +203,10 @@ class RecordedRequest:
 # the server
 
 
-class FakeOkx:
+class FakeOkx(LocalHttpFake):
     """Start with ``with FakeOkx() as fake:``; point ccxt at ``fake.urls``."""
+
+    thread_name = "fake-okx"
 
     def __init__(
         self,
@@ -212,6 +216,7 @@ class FakeOkx:
         *,
         max_candles: int = 100,
     ) -> None:
+        super().__init__()
         self.api_key, self.secret, self.passphrase = api_key, secret, passphrase
         self.max_candles = max_candles
         self.publish_funding_interval = True  # False: omit nextFundingTime, so no interval derives
@@ -219,8 +224,6 @@ class FakeOkx:
         self.book = Book()
         self.requests: list[RecordedRequest] = []
         self._faults: dict[tuple[str, str], list[Fault]] = {}
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
         self._routes: dict[tuple[str, str], Callable[[RecordedRequest], Answer]] = {
             ("GET", "public/time"): self._time,
             ("GET", "public/instruments"): self._instruments,
@@ -241,32 +244,6 @@ class FakeOkx:
             ("POST", "asset/withdrawal"): self._withdraw,
             ("GET", "asset/withdrawal-history"): self._withdrawal_history,
         }
-
-    # ---- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> FakeOkx:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.fake = self  # type: ignore[attr-defined]
-        threading.Thread(target=self._httpd.serve_forever, name="fake-okx", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-
-    def __enter__(self) -> FakeOkx:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     @property
     def urls(self) -> dict[str, str]:
@@ -816,17 +793,3 @@ def _respond(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None
         handler.wfile.write(body)
     except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
         handler.close_connection = True
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes: avoid 40 ms delayed ACKs
-
-    def do_GET(self) -> None:
-        self.server.fake.handle(self)  # type: ignore[attr-defined]
-
-    def do_POST(self) -> None:
-        self.server.fake.handle(self)  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        return None

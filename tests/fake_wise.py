@@ -22,8 +22,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import LocalHttpFake
 
 QUOTES_PATH = re.compile(r"^/v3/profiles/(?P<profile>[^/]+)/quotes$")
 CENT = Decimal("0.01")
@@ -94,10 +96,13 @@ def _timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class FakeWise:
+class FakeWise(LocalHttpFake):
     """Start with ``with FakeWise(token, profile_id) as fake:``; point the client at ``fake.url``."""
 
+    thread_name = "fake-wise"
+
     def __init__(self, token: str = "wise-test-token", profile_id: int = 12345) -> None:
+        super().__init__()
         self.token = token
         self.profile_id = profile_id
         self.lock = threading.Lock()
@@ -105,32 +110,6 @@ class FakeWise:
         self.created = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
         self.disabled_pay_ins: set[str] = set()  # pay-in methods offered but disabled
         self._faults: list[Fault] = []
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-
-    def start(self) -> FakeWise:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.fake = self  # type: ignore[attr-defined]
-        threading.Thread(target=self._httpd.serve_forever, name="fake-wise", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-
-    def __enter__(self) -> FakeWise:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def fail(self, fault: Fault, times: int = 1) -> None:
         with self.lock:
@@ -308,17 +287,3 @@ def _respond(handler: BaseHTTPRequestHandler, status: int, payload: Any, headers
         handler.wfile.write(body)
     except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
         handler.close_connection = True
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def do_GET(self) -> None:
-        self.server.fake.handle(self)  # type: ignore[attr-defined]
-
-    def do_POST(self) -> None:
-        self.server.fake.handle(self)  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        return None

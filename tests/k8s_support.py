@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -65,6 +66,17 @@ def run_deploy_sh(
         cwd=ROOT,
         timeout=120,
     )
+
+
+@functools.cache
+def secrets_created_by_deploy() -> dict[str, frozenset[str]]:
+    """Secret name -> its keys, as `deploy.sh secrets --dry-run` announces them (dev creates all)."""
+    out = run_deploy_sh("secrets", "--dry-run", "--overlay", "dev")
+    assert out.returncode == 0, out.stderr
+    return {
+        name: frozenset(item.removesuffix("=<generated>") for item in keys.split())
+        for name, keys in re.findall(r"# Secret (\S+): (.+)$", out.stdout, re.M)
+    }
 
 
 def find(objects: tuple[Manifest, ...], kind: str, name: str) -> Manifest:

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.dag_files import load_dag
 from tests.fixtures.events import deliver
 from tests.fixtures.kafka import end_offsets, read_from
 from tradeops import risk
 from tradeops.config import settings
 from tradeops.saga import ledger
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
-
-
-def _dag(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"_dag_{name}", ROOT / "dags" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
 
 
 def _venue(name: str) -> Any:
@@ -52,7 +42,7 @@ def _deviation_fields(symbol: str) -> dict[str, Any]:
 def test_cron_hedge_when_spot_unhedged_then_shorts_placed_on_best_venue_and_verified(
     paper_world: None, kafka_bootstrap: str
 ) -> None:
-    run = _dag("funding_rate_hedge_cron").test()
+    run = load_dag("funding_rate_hedge_cron").test()
 
     assert run.state == "success"
     # 4 BTC and 40 ETH held spot across venues; okx pays the most BTC funding, bybit the most ETH.
@@ -68,7 +58,7 @@ def test_cron_hedge_when_rates_deviate_over_threshold_then_deviation_event_publi
     topic = settings().kafka.topics.funding_rate_events
     start = end_offsets(kafka_bootstrap, topic)
 
-    run = _dag("funding_rate_hedge_cron").test()
+    run = load_dag("funding_rate_hedge_cron").test()
 
     assert run.state == "success"
     published = [json.loads(m.value()) for m in read_from(kafka_bootstrap, topic, start)]
@@ -83,7 +73,7 @@ def test_cron_hedge_when_second_adjustment_fails_then_first_undone_and_run_faile
 ) -> None:
     _venue("okx").inject_fault("place_order", "insufficient_funds")  # the ETH leg on bybit goes first
 
-    run = _dag("funding_rate_hedge_cron").test()
+    run = load_dag("funding_rate_hedge_cron").test()
 
     assert run.state == "failed"
     assert all(size == 0 for size in _positions().values())
@@ -94,7 +84,7 @@ def test_cron_hedge_when_second_adjustment_fails_then_first_undone_and_run_faile
 def test_cron_hedge_when_trading_halted_then_no_exposure_opened(paper_world: None, kafka_bootstrap: str) -> None:
     risk.set_state(risk.TradingState.HALTED, reason="test", changed_by="test")
 
-    run = _dag("funding_rate_hedge_cron").test()
+    run = load_dag("funding_rate_hedge_cron").test()
 
     assert run.state == "success"
     assert _positions() == {}
@@ -108,9 +98,9 @@ def test_event_hedge_when_deviation_event_then_only_named_symbol_hedged_once(
     assert len(fired) == 1  # 1 bp vs 30 bps per 8 h: over the 20 bps threshold
     event = fired[0]
 
-    first = _dag("funding_rate_hedge_event").test(run_conf={"events": [event]})
+    first = load_dag("funding_rate_hedge_event").test(run_conf={"events": [event]})
     _venue("bybit").set_funding_rate("BTC/USDT:USDT", Decimal("0.0015"))  # bybit now best: a re-run would move
-    second = _dag("funding_rate_hedge_event").test(run_conf={"events": [event]})
+    second = load_dag("funding_rate_hedge_event").test(run_conf={"events": [event]})
 
     assert first.state == "success" and second.state == "success"
     assert _positions() == {("okx", "BTC/USDT:USDT"): Decimal("-4")}
@@ -122,7 +112,7 @@ def test_cron_hedge_when_first_adjustment_fails_then_later_ones_never_act(
 ) -> None:
     _venue("bybit").inject_fault("place_order", "insufficient_funds")  # the first leg (ETH on bybit)
 
-    run = _dag("funding_rate_hedge_cron").test()
+    run = load_dag("funding_rate_hedge_cron").test()
 
     assert run.state == "failed"
     assert _positions() == {}

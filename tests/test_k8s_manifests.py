@@ -30,6 +30,7 @@ from tests.k8s_support import (
     pods,
     project_images,
     render,
+    secrets_created_by_deploy,
     worker_template,
     workloads,
 )
@@ -38,12 +39,6 @@ KUBERNETES_VERSION = kubernetes_validate.latest_version()
 TARGETS = TARGETS_ALL
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CLUSTER_SCOPED = {"Namespace", "PriorityClass"}
-SECRETS_CREATED_BY_DEPLOY = {
-    "airflow-secrets": {"fernet-key", "jwt-secret", "api-secret-key", "admin-password", "sql-alchemy-conn"},
-    "postgres-secrets": {"password"},
-    "tradeops-secrets": {"TRADEOPS_DB_URL"},
-    "tradeops-kafka-connections": None,  # loaded whole with envFrom
-}
 
 
 def _strict_errors(obj: Manifest) -> str | None:
@@ -179,19 +174,21 @@ def test_components_when_rendered_then_probed_and_wait_for_migrations(target: st
 def test_secrets_when_rendered_then_only_referenced_never_defined(target: str) -> None:
     objects = render(target)
 
+    created = secrets_created_by_deploy()
+
     assert of_kind(objects, "Secret") == []
+    assert set(created) == {"airflow-secrets", "postgres-secrets", "tradeops-secrets", "tradeops-kafka-connections"}
     for obj in pods(objects):
         for container in containers(obj):
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
-                    keys = SECRETS_CREATED_BY_DEPLOY[ref["name"]]
-                    assert keys is not None and ref["key"] in keys, f"{ref} is not created by deploy.sh secrets"
+                    assert ref["key"] in created.get(ref["name"], ()), f"{ref} is not created by deploy.sh secrets"
                 elif "value" in env:
                     assert not any(w in env["name"].upper() for w in ("PASSWORD", "SECRET", "FERNET", "TOKEN")), env
             for source in container.get("envFrom", []):
                 if "secretRef" in source:
-                    assert source["secretRef"]["name"] in SECRETS_CREATED_BY_DEPLOY
+                    assert source["secretRef"]["name"] in created
 
 
 def test_manifests_and_scripts_when_searched_then_no_default_credentials() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from airflow.configuration import conf
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.cncf.kubernetes.executors.kubernetes_executor_utils import get_base_pod_from_template
 from airflow.providers.cncf.kubernetes.kube_config import KubeConfig
@@ -149,8 +150,6 @@ def test_stop_loss_when_parsed_then_every_task_skips_pod_startup(dagbag: DagBag)
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_airflow_settings_when_rendered_then_every_key_is_a_known_option(overlay: str) -> None:
     # A misspelt AIRFLOW__SECTION__KEY is silently ignored by Airflow; catch it here.
-    from airflow.configuration import conf
-
     objects = render(f"overlays/{overlay}")
     names = set(airflow_config(objects))
     for workload in workloads(objects):

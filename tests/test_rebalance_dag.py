@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from operators.rebalance import venue_balances
+from tests.dag_files import load_dag
 from tests.fixtures.events import deliver
 from tradeops import leases, risk
 from tradeops.config import settings
@@ -18,16 +17,8 @@ from tradeops.events import build_event, to_json
 from tradeops.rebalance import plan_rebalance, to_saga_steps
 from tradeops.saga import ledger
 
-ROOT = Path(__file__).resolve().parent.parent
+DAG_ID = "auto_rebalance_saga"
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
-
-
-def _dag() -> Any:
-    spec = importlib.util.spec_from_file_location("_dag_rebalance", ROOT / "dags" / "auto_rebalance_saga.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
 
 
 def _venue(name: str) -> Any:
@@ -58,7 +49,7 @@ def test_rebalance_when_capital_event_published_then_watcher_fires_only_under_th
 
     assert deliver(kafka_bootstrap, "rebalance_capital", "capital-threshold", over) == []
     fired = deliver(kafka_bootstrap, "rebalance_capital", "capital-threshold", under)
-    run = _dag().test(run_conf={"events": fired})
+    run = load_dag(DAG_ID).test(run_conf={"events": fired})
 
     assert run.state == "success"
     assert _within_tolerance(_usdt())
@@ -76,7 +67,7 @@ def test_rebalance_when_funds_skewed_then_cheapest_transfers_restore_targets(pap
     _move("okx", "binance", "100000", "skew2")  # binance 600k, bybit and okx ~200k: 40/30/30 wanted
     assert not _within_tolerance(_usdt())
 
-    run = _dag().test(run_conf={"events": [_event()]})
+    run = load_dag(DAG_ID).test(run_conf={"events": [_event()]})
 
     assert run.state == "success"
     assert _within_tolerance(_usdt())
@@ -98,7 +89,7 @@ def test_rebalance_when_a_transfer_fails_then_completed_transfers_reversed_and_r
     earlier_from_sender = sum(1 for step in steps[:failing] if step["venue"] == sender)
     _venue(sender).inject_fault("withdraw", "insufficient_funds", skip=earlier_from_sender)
 
-    run = _dag().test(run_conf={"events": [_event()]})
+    run = load_dag(DAG_ID).test(run_conf={"events": [_event()]})
 
     assert run.state == "failed"
     entries = ledger.entries(run.run_id, "auto_rebalance_saga")
@@ -116,7 +107,7 @@ def test_rebalance_when_trading_halted_then_nothing_moves(paper_world: None) -> 
     before = _usdt()
     risk.set_state(risk.TradingState.HALTED, reason="test", changed_by="test")
 
-    run = _dag().test(run_conf={"events": [_event()]})
+    run = load_dag(DAG_ID).test(run_conf={"events": [_event()]})
 
     assert run.state == "success"
     assert _usdt() == before

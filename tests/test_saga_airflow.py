@@ -6,33 +6,22 @@ perp short on bybit); its ``arm_drill`` task arms a paper-venue fault for the ch
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from decimal import Decimal
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.dag_files import load_dag_module
 from tradeops import risk
 from tradeops.config import settings
 from tradeops.saga import ledger
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 STEPS = ["move_usdt", "buy_spot", "hedge_perp"]
 VENUES = ["okx", "binance", "bybit"]
-
-
-def _load_dag_module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_dag_{name}", ROOT / "dags" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _snapshot() -> dict[str, object]:
@@ -54,7 +43,7 @@ def _fees(venue_name: str) -> Decimal:
 
 
 def _run_drill(**conf: str):
-    dag = _load_dag_module("saga_drill").dag
+    dag = load_dag_module("saga_drill").dag
     return dag.test(run_conf=conf)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.dag_files import load_dag
 from tests.fixtures.events import deliver
 from tests.fixtures.kafka import end_offsets, read_from
 from tradeops import risk
@@ -17,16 +16,8 @@ from tradeops.config import settings
 from tradeops.events import build_event, parse_event, to_json
 from tradeops.model import OrderRequest, OrderType, Side
 
-ROOT = Path(__file__).resolve().parent.parent
+DAG_ID = "emergency_stop_loss_saga"
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
-
-
-def _dag() -> Any:
-    spec = importlib.util.spec_from_file_location("_dag_stop_loss", ROOT / "dags" / "emergency_stop_loss_saga.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
 
 
 def _alert(reason: str = "exchange keys leaked") -> dict[str, Any]:
@@ -88,7 +79,7 @@ def test_stop_loss_when_critical_alert_then_halted_flat_everywhere_and_report_pu
     before = _end_offsets(kafka_bootstrap)
     alert = _alert()
 
-    run = _dag().test(run_conf={"events": [alert]})
+    run = load_dag(DAG_ID).test(run_conf={"events": [alert]})
 
     assert run.state == "success"
     assert risk.get_state().state is risk.TradingState.HALTED
@@ -108,7 +99,7 @@ def test_stop_loss_when_a_venue_fails_its_first_close_then_still_flat_everywhere
     _open_book()
     _venue("bybit").inject_fault("place_order", "temporary", times=1)
 
-    run = _dag().test(run_conf={"events": [_alert()]})
+    run = load_dag(DAG_ID).test(run_conf={"events": [_alert()]})
 
     assert run.state == "success"
     _assert_flat_everywhere()
@@ -121,7 +112,7 @@ def test_stop_loss_when_a_venue_keeps_failing_then_others_flat_and_run_failed(
     _venue("okx").inject_fault("open_orders", "operational", times=100)
     before = _end_offsets(kafka_bootstrap)
 
-    run = _dag().test(run_conf={"events": [_alert()]})
+    run = load_dag(DAG_ID).test(run_conf={"events": [_alert()]})
 
     assert run.state == "failed"
     for name in ("binance", "bybit"):
@@ -137,12 +128,12 @@ def test_stop_loss_when_same_event_delivered_twice_then_second_run_has_no_effect
     paper_world: None, kafka_bootstrap: str
 ) -> None:
     alert = _alert()
-    first = _dag().test(run_conf={"events": [alert, alert]})  # duplicated inside one run, too
+    first = load_dag(DAG_ID).test(run_conf={"events": [alert, alert]})  # duplicated inside one run, too
     assert first.state == "success"
     risk.set_state(risk.TradingState.ACTIVE, reason="test: trading resumed", changed_by="test")
     _open_book()
 
-    second = _dag().test(run_conf={"events": [alert]})
+    second = load_dag(DAG_ID).test(run_conf={"events": [alert]})
 
     assert second.state == "success"  # claim skipped the run
     assert risk.get_state().state is risk.TradingState.ACTIVE
@@ -158,7 +149,7 @@ def test_stop_loss_when_extreme_shock_published_then_watcher_fires_and_book_is_f
     fired = deliver(kafka_bootstrap, "stop_loss_shocks", "market-shock", shock)
     _open_book()
 
-    run = _dag().test(run_conf={"events": fired})
+    run = load_dag(DAG_ID).test(run_conf={"events": fired})
 
     assert run.state == "success"
     assert risk.get_state().state is risk.TradingState.HALTED
