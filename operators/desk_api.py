@@ -15,7 +15,6 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 
 from tradeops import risk
-from tradeops.db import init_db
 from tradeops.model import to_jsonable
 from tradeops.saga import breaker, ledger
 
@@ -27,7 +26,6 @@ def _authenticated() -> Any:
 
 
 def desk_snapshot() -> dict[str, Any]:
-    init_db()
     return {
         "trading_state": to_jsonable(risk.get_state()),
         "history": to_jsonable(risk.history(10)),
@@ -89,7 +87,6 @@ def create_app() -> FastAPI:
 
     @app.get("/api/sagas/{run_id}")
     def saga_entries(run_id: str) -> list[dict[str, Any]]:
-        init_db()
         entries = ledger.entries(run_id)
         if not entries:
             raise HTTPException(status_code=404, detail=f"no saga ledger entries for run '{run_id}'")

@@ -8,7 +8,6 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from tradeops.config import settings
-from tradeops.db import init_db
 from tradeops.errors import ConfigError
 
 DRILL_ERRORS = ("insufficient_funds", "invalid_order", "temporary", "operational")
@@ -54,7 +53,6 @@ class ArmDrillOperator(BaseOperator):
             raise ValueError(f"fail_at must be 'none' or one of {sorted(self.step_calls)}, got {self.fail_at!r}")
         if self.error not in DRILL_ERRORS:
             raise ValueError(f"error must be one of {DRILL_ERRORS}, got {self.error!r}")
-        init_db()
         for name in venues:
             PaperVenue(name, loaded).clear_faults()
         if self.fail_at == "none":

@@ -9,7 +9,6 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from tradeops.db import init_db
 from tradeops.errors import EventValidationError
 from tradeops.event_inbox import claim_events
 from tradeops.events import parse_event, to_json
@@ -54,7 +53,6 @@ def claim_new_events(
             raise EventValidationError("event_type", f"'{event.event_type}' is not handled here ({', '.join(allowed)})")
         events.append((event, payload.get("reason", ""), payload.get("kafka")))
     events.sort(key=lambda item: item[0].occurred_at)
-    init_db()
     run_id = context["run_id"]
     pairs = [(event.event_id, event.event_type) for event, _, _ in events]
     claims = {claim.event_id: claim for claim in claim_events(consumer, pairs, run_id)}

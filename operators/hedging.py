@@ -10,7 +10,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from tradeops import risk
 from tradeops.config import Settings, settings
-from tradeops.db import init_db
 from tradeops.hedging import (
     FundingSnapshot,
     HedgePlan,
@@ -40,7 +39,6 @@ def take_snapshot(symbols: Sequence[str]) -> dict[str, Any]:
     from operators import credentials
 
     credentials.install()
-    init_db()
     loaded = settings()
     return snapshot_funding(_crypto_venues(loaded), symbols, settings=loaded).to_dict()
 
@@ -96,7 +94,6 @@ class PlanHedgeOperator(BaseOperator):
         self.snapshot = snapshot
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        init_db()
         state = risk.get_state().state
         plan = plan_hedge(FundingSnapshot.from_dict(self.snapshot), settings(), state)
         context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=plan.to_dict())

@@ -11,7 +11,6 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from tradeops import leases, risk
 from tradeops.config import Settings, settings
-from tradeops.db import init_db
 from tradeops.rebalance import RebalancePlan, plan_rebalance, to_saga_steps, verify_rebalance
 from tradeops.venues.factory import open_venue
 from tradeops.wise import wise_quoter
@@ -44,7 +43,6 @@ class AcquireLeaseSensor(BaseSensorOperator):
         self.ttl = ttl
 
     def poke(self, context: Context) -> bool:
-        init_db()
         holder = _holder(context)
         if leases.acquire(self.lease_name, holder, self.ttl) is not None:
             return True
@@ -61,7 +59,6 @@ class ReleaseLeaseOperator(BaseOperator):
         self.lease_name = lease_name
 
     def execute(self, context: Context) -> None:
-        init_db()
         if not leases.release(self.lease_name, _holder(context)):
             self.log.warning("Lease %s was not held by this run (expired?)", self.lease_name)
 
@@ -72,7 +69,6 @@ class PlanRebalanceOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from operators import credentials
 
-        init_db()
         state = risk.get_state().state
         if state is risk.TradingState.HALTED:
             raise AirflowSkipException("trading is HALTED: no funds are moved until a human resumes")

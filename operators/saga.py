@@ -1,12 +1,15 @@
 """Airflow-native saga building blocks.
 
-- ``SagaStepOperator``: one money-moving step. Before acting it pushes its compensation record
-  to XCom (key ``compensation``); its idempotency key comes from (dag_id, run_id, task_id,
-  map_index). Temporary venue errors retry with exponential backoff; invalid orders and
+- ``SagaStepOperator``: one money-moving step. Before acting it writes its intent (key, action,
+  parameters, undo) to the saga ledger in the project database (a copy goes to XCom, key
+  ``compensation``, for the UI); its idempotency key comes from (dag_id, run_id, task_id,
+  map_index). A step of a compensated saga refuses to act; so does a key recorded with other
+  parameters. Temporary venue errors retry with exponential backoff; invalid orders and
   insufficient funds fail at once; operational errors fail at once and HALT trading.
-- ``CompensateOperator``: ends each saga. When a step failed it runs the undos in reverse step
-  order, carries on past an undo that fails, and then fails, so the run ends FAILED. When every
-  step succeeded it is skipped.
+- ``CompensateOperator``: ends each saga. When a step failed it runs the undos recorded in the
+  ledger in reverse step order, carries on past an undo that fails, and then fails, so the run
+  ends FAILED. When every step succeeded it is skipped. Runs that Airflow ends without it (a
+  timeout, "Mark run as failed", a deleted run) are compensated by ``saga_recovery``.
 - ``saga_chain``: wires steps + compensate in a DAG file.
 """
 
@@ -25,11 +28,15 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from tradeops.config import settings
+from tradeops.errors import IdempotencyKeyReusedError, SagaClosedError
+from tradeops.saga import store
 from tradeops.saga.core import (
-    CompensationRecord,
+    CompensationReport,
     StepRef,
-    compensate,
+    compensate_run,
     compensation_record,
+    escalate,
     resolve_action,
     run_action,
 )
@@ -58,6 +65,7 @@ _STEP_DEFAULTS: dict[str, Any] = {
 _FAILED_STATES = {"failed", "upstream_failed"}
 _DONE_STATES = {"success", "skipped"}
 _ORDER_POLL = timedelta(seconds=2)
+_SETTLE_POLL = timedelta(seconds=30)
 
 
 class SagaStepOperator(BaseOperator):
@@ -116,13 +124,23 @@ class SagaStepOperator(BaseOperator):
             action=self.action,
             params=dict(self.step_params),
         )
-        ti.xcom_push(key=COMPENSATION_XCOM_KEY, value=record.to_dict())
+        ti.xcom_push(key=COMPENSATION_XCOM_KEY, value=record.to_dict())  # a copy for the UI
         self.log.info("Saga step %s (key %s): %s", self.task_id, record.idempotency_key, self.action)
-        return dict(run_action(record, try_number=ti.try_number))
+        try:
+            return dict(run_action(record, try_number=ti.try_number))
+        except (SagaClosedError, IdempotencyKeyReusedError) as exc:
+            raise AirflowFailException(str(exc)) from exc
 
 
 class CompensateOperator(BaseOperator):
-    """Undo the completed steps of a failed saga in reverse order, then fail the run."""
+    """Undo the completed steps of a failed saga in reverse order, then fail the run.
+
+    The steps to undo come from the saga ledger in the project database, not from XCom. An undo
+    waiting for a transfer to settle reschedules this task (no worker slot is held) until the
+    transfer's settlement window plus ``saga.settle_margin_seconds`` has passed; an undo whose
+    outcome is unknown or that hits a temporary error is retried; what still cannot be settled
+    after the retries HALTs trading and is handed to a human.
+    """
 
     ui_color = "#ffd6d6"
 
@@ -142,40 +160,54 @@ class CompensateOperator(BaseOperator):
         per_task = states.get(ti.run_id, {})
         return sorted(task for task, state in per_task.items() if str(state) in _FAILED_STATES)
 
-    def _records(self, context: Context) -> list[CompensationRecord]:
-        ti = context["ti"]
-        records = []
-        for task_id in self.step_task_ids:
-            pulled = ti.xcom_pull(task_ids=task_id, key=COMPENSATION_XCOM_KEY)
-            values = pulled if isinstance(pulled, list) else [pulled]
-            records.extend(CompensationRecord.from_dict(value) for value in values if value)
-        return records
-
     def execute(self, context: Context) -> None:
         from operators import credentials
 
+        ti = context["ti"]
         failed = self._failed_steps(context)
         if not failed:
+            store.mark_completed(ti.dag_id, ti.run_id, by=f"airflow:{ti.dag_id}/{ti.task_id}")
             raise AirflowSkipException("every saga step succeeded: nothing to compensate")
         credentials.install()
-        records = self._records(context)
-        self.log.warning("Saga failed at %s; compensating %d recorded steps in reverse", failed, len(records))
-        report = compensate(records, try_number=context["ti"].try_number)
-        self.log.warning(
-            "Compensation: undone=%s nothing_to_undo=%s failed=%s",
-            report.undone,
-            report.nothing_to_undo,
-            report.failed,
+        by = f"airflow:{ti.dag_id}/{ti.task_id}"
+        self.log.warning("Saga failed at %s; compensating the steps recorded in the saga ledger", failed)
+        report = compensate_run(
+            ti.dag_id, ti.run_id, by=by, reason=f"step(s) {failed} failed", try_number=ti.try_number
         )
-        if report.temporary_failures:
-            raise AirflowException(
-                f"{report.temporary_failures} undo(s) hit temporary errors; "
-                f"compensation will be retried: {report.failed}"
+        if report.already_closed is not None:
+            closed = report.already_closed
+            raise AirflowFailException(
+                f"saga failed at {failed}; it was already {closed.status} by {closed.closed_by} "
+                f"({closed.close_reason}): nothing is undone twice. Trigger a new run to try again"
             )
-        summary = f"saga failed at {failed}; undone {report.undone}, nothing to undo {report.nothing_to_undo}"
+        self.log.warning("Compensation: %s", report.summary())
+        if report.waiting and not report.unknown and not report.temporary:
+            self._wait_for_settlement(ti, report, by)
+        if report.pending:
+            if ti.try_number <= self.retries:
+                raise AirflowException(f"compensation not finished, will be retried: {report.summary()}")
+            why = f"undos still unsettled after {ti.try_number} tries"
+            message = escalate(ti.dag_id, ti.run_id, report, by=by, why=why)
+            raise AirflowFailException(message)
+        summary = f"saga failed at {failed}; {report.summary()}"
         if report.failed:
-            summary += f"; UNDO FAILED (needs a human): {report.failed}"
+            message = escalate(ti.dag_id, ti.run_id, report, by=by, why="an undo failed")
+            raise AirflowFailException(f"{summary}; UNDO FAILED (needs a human): {message}")
         raise AirflowFailException(summary)
+
+    def _wait_for_settlement(self, ti: Any, report: CompensationReport, by: str) -> None:
+        """Reschedule while the transfers being undone can still be on their way."""
+        margin = timedelta(seconds=settings().saga.settle_margin_seconds)
+        now = datetime.now(UTC)
+        known = [until for _label, until in report.waiting if until is not None]
+        deadline = (max(known) if known else now) + margin
+        if now < deadline:
+            self.log.info("Waiting for settlement until at most %s: %s", deadline.isoformat(), report.waiting)
+            raise AirflowRescheduleException(min(deadline, now + _SETTLE_POLL))
+        message = escalate(
+            ti.dag_id, ti.run_id, report, by=by, why=f"transfers not settled by {deadline.isoformat()}"
+        )
+        raise AirflowFailException(message)
 
 
 @dataclass(frozen=True)

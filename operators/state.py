@@ -7,7 +7,6 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from tradeops import risk
-from tradeops.db import init_db
 
 
 class SetTradingStateOperator(BaseOperator):
@@ -29,7 +28,6 @@ class SetTradingStateOperator(BaseOperator):
             ) from None
         dag_run = context["dag_run"]
         who = getattr(dag_run, "triggering_user_name", None) or "unknown"
-        init_db()
         before = risk.get_state().state
         record = risk.set_state(new_state, reason=str(self.reason), changed_by=f"airflow:{who}:{dag_run.dag_id}")
         self.log.warning("Trading state %s -> %s by %s: %s", before.value, record.state.value, who, record.reason)

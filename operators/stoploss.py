@@ -13,7 +13,6 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from operators.events import claim_new_events
 from tradeops import risk
 from tradeops.config import settings
-from tradeops.db import init_db
 from tradeops.events import build_event, to_json
 from tradeops.saga.keys import idempotency_key
 from tradeops.stoploss import flatten_venue
@@ -109,7 +108,6 @@ class StopLossReportOperator(BaseOperator):
         reports = ti.xcom_pull(task_ids=self.stop_task_id, key=REPORT_XCOM_KEY) or []
         by_venue = {r["venue"]: r for r in reports}
         states = [_venue_state(venue, by_venue.get(venue)) for venue in sorted(settings().venues)]
-        init_db()
         report = build_event(
             "stop-loss-report",
             {

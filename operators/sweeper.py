@@ -17,7 +17,6 @@ from typing import Any
 
 from airflow.sdk import Asset, BaseOperator, Context
 
-from tradeops.db import init_db
 from tradeops.event_inbox import unhandled
 
 
@@ -64,7 +63,6 @@ class SweepStrandedEventsOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         recent = self._recent(context, now)
-        init_db()
         ids = [(p.get("event") or {}).get("event_id") for p, _ in recent]
         missing = unhandled(self.target_dag_id, [i for i in ids if i])
         events = stranded(recent, missing, now, self.grace)

@@ -31,7 +31,7 @@ from sqlalchemy import create_engine, text
 
 from tradeops import risk
 from tradeops.config import settings
-from tradeops.db import init_db
+from tradeops.schema import require_current
 from tradeops.event_inbox import dead_letter_counts, handled_count
 from tradeops.events import build_event
 from tradeops.kafka.producer import publish
@@ -127,7 +127,7 @@ def _summary(name: str, values: Sequence[float]) -> str:
 
 
 def kill_switch(trials: int) -> int:
-    init_db()
+    require_current()
     engine = _airflow_db()
     totals: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in ("kafka+triggerer", "scheduler", "task start", "venue")}
@@ -184,7 +184,7 @@ def throughput(valid: int, malformed: int) -> int:
 
     from tradeops.kafka.broker import bootstrap_servers
 
-    init_db()
+    require_current()
     topic = settings().kafka.topics.risk_alerts
     handled_before = handled_count(STOP_DAG)
     dead_before = dead_letter_counts().get(topic, 0)

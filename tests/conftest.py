@@ -7,6 +7,7 @@ any test module imports it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,14 +46,25 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 pytest_plugins: list[str] = ["tests.fixtures.paper", "tests.fixtures.kafka", "tests.fixtures.postgres"]
 
 
-@pytest.fixture
-def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh, initialised project database for one test, also seen by code under test."""
-    from tradeops.db import get_engine, init_db
+@pytest.fixture(scope="session")
+def migrated_sqlite_template() -> Path:
+    """A SQLite project database built once by the migrations (head), copied by ``db_url``."""
+    from tradeops.db import get_engine
+    from tradeops.schema import upgrade
 
-    url = f"sqlite:///{tmp_path / 'tradeops.db'}"
+    path = _SESSION_DIR / "template-tradeops.db"
+    engine = upgrade(get_engine(f"sqlite:///{path}"))
+    engine.dispose()  # the last connection checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_sqlite_template: Path) -> Iterator[str]:
+    """A fresh project database at the migrations' head for one test, also seen by code under test."""
+    path = tmp_path / "tradeops.db"
+    shutil.copyfile(migrated_sqlite_template, path)
+    url = f"sqlite:///{path}"
     monkeypatch.setenv("TRADEOPS_DB_URL", url)
-    init_db(get_engine(url))
     yield url
 
 

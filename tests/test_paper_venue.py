@@ -19,7 +19,7 @@ from tests import paper_workers
 from tests.fixtures.paper import T0
 from tradeops.cli import venue_cmds
 from tradeops.config import Settings, load_settings
-from tradeops.db import get_engine, init_db, transaction
+from tradeops.db import get_engine, transaction
 from tradeops.errors import (
     ConfigError,
     InsufficientFundsError,
@@ -743,14 +743,6 @@ def test_cli_open_when_venue_is_live_without_credentials_then_error_names_connec
     with pytest.raises(TradeopsError, match="tradeops_okx"):
         venue_cmds._open_paper("okx")
     assert isinstance(venue_cmds._open("binance"), PaperVenue)
-
-
-def test_init_db_when_called_then_paper_tables_exist(db_url):
-    engine = init_db(get_engine(db_url))
-
-    with transaction(engine) as conn:
-        names = set(engine.dialect.get_table_names(conn))
-    assert {"paper_venues", "paper_orders", "paper_fills", "paper_funding_payments", "paper_faults"} <= names
 
 
 def test_fault_when_skip_given_then_first_calls_pass_and_next_fails(binance):

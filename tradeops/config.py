@@ -112,6 +112,11 @@ class SagaConfig(_Frozen):
 
     breaker_failure_threshold: int = Field(default=5, gt=0)
     breaker_cooldown_seconds: float = Field(default=60.0, ge=0)
+    # The undo of a transfer waits for it to arrive: its route's settlement time plus this margin.
+    settle_margin_seconds: int = Field(default=900, ge=0)
+    # A live withdrawal whose answer was lost counts as "not sent" only when the venue's history
+    # still does not show it this long after the attempt (venues list withdrawals with a delay).
+    withdrawal_history_lag_seconds: int = Field(default=120, ge=0)
 
 
 class HedgeConfig(_Frozen):

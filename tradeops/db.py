@@ -145,17 +145,3 @@ def insert_unless_exists(connection: Connection, statement: Insert) -> bool:
 def _is_unique_violation(exc: IntegrityError) -> bool:
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return code == "23505" if code else "unique" in str(exc.orig).lower()
-
-
-def init_db(engine: Engine | None = None) -> Engine:
-    """Create every table that does not exist yet (idempotent)."""
-    import tradeops.event_inbox
-    import tradeops.leases
-    import tradeops.risk
-    import tradeops.saga.breaker
-    import tradeops.saga.ledger
-    import tradeops.venues.paper  # noqa: F401
-
-    engine = engine or get_engine()
-    metadata.create_all(engine)
-    return engine

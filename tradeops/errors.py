@@ -6,6 +6,8 @@ one of these classes, and the class says what happens next.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class TradeopsError(Exception):
     """Base class of every error raised by tradeops."""
@@ -79,3 +81,47 @@ class AuthenticationError(OperationalError):
 
 class NotFoundError(VenueError):
     """The venue has no such order / transfer (used by undos: "nothing to undo")."""
+
+
+class IdempotencyKeyReusedError(OrderRejectedError):
+    """An idempotency key (client order id, transfer id, saga step key) arrived again with other
+    parameters. Never answered with the earlier effect: the caller's plan changed under a key
+    that already acted, which is a bug or a re-plan that needs a new run.
+
+    What happens next: fail at once (no retry) and compensate the saga.
+    """
+
+
+class SagaClosedError(TradeopsError):
+    """A step of a saga that was already compensated (or handed to a human) was asked to act.
+
+    What happens next: nothing moves; trigger a new run to try again.
+    """
+
+
+class OutcomeUnknownError(VenueError):
+    """What happened at the venue cannot be established (an order or withdrawal that may or may
+    not exist). Never treated as "nothing happened".
+
+    What happens next: look again (retry); while it stays unknown, HALT and name it for a human.
+    """
+
+
+class StillSettlingError(TemporaryVenueError):
+    """A transfer is still on its way, so its undo must wait; ``until`` is when it should arrive.
+
+    What happens next: wait (without holding a worker) until it arrives or its settlement
+    window, plus a margin, has passed.
+    """
+
+    def __init__(self, message: str, *, until: datetime | None) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class UndoIncompleteError(OperationalError):
+    """An undo could not take back everything its step did (reverse orders expired, were
+    rejected or filled only partly, attempt after attempt); what is left is named.
+
+    What happens next: HALT trading and call a human with the numbers.
+    """

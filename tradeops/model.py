@@ -30,6 +30,7 @@ class OrderStatus(enum.StrEnum):
     OPEN = "open"
     FILLED = "filled"
     CANCELED = "canceled"
+    EXPIRED = "expired"
     REJECTED = "rejected"
 
 

@@ -4,7 +4,8 @@ Every order passes ``check_order`` before it reaches a venue:
 HALTED rejects every new order except those that reduce exposure and are either reduce-only
 (how the emergency stop flattens the book) or undo one of our own fills (saga compensation).
 REDUCING accepts only orders that reduce exposure.
-Going back to ACTIVE is always an explicit human action.
+HALTED also stops funds leaving a venue (``check_transfer``), except the reverse transfers of a
+saga compensation. Going back to ACTIVE is always an explicit human action.
 """
 
 from __future__ import annotations
@@ -134,3 +135,10 @@ def check_order(
         f"trading is REDUCING: order {request.client_order_id} ({request.side.value} {request.amount} "
         f"{request.symbol} on {request.venue}) would not reduce exposure ({current_exposure})"
     )
+
+
+def check_transfer(state: TradingState, what: str, *, compensation: bool = False) -> None:
+    """Raise ``TradingHaltedError`` when HALTED forbids moving funds (a withdrawal, a Wise
+    transfer). Only the reverse transfers of a saga compensation pass while HALTED."""
+    if state is TradingState.HALTED and not compensation:
+        raise TradingHaltedError(f"trading is HALTED: {what} refused (only compensating transfers move funds)")

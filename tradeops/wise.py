@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from tradeops import risk
 from tradeops.config import NetworkRoute, Settings, WiseConfig
 from tradeops.db import get_engine, transaction, utcnow
 from tradeops.errors import (
@@ -38,6 +39,7 @@ from tradeops.venues import paper_transfers as transfers
 from tradeops.venues.factory import environment_credentials
 from tradeops.venues.paper import PaperVenue
 from tradeops.venues.paper_book import VenueSpec
+from tradeops.venues.reuse import check_transfer_reuse
 
 if TYPE_CHECKING:
     import requests
@@ -385,8 +387,13 @@ def send_transfer(
     currency: str,
     amount: Decimal,
     engine: Engine | None = None,
+    compensation: bool = False,
 ) -> Transfer:
-    """Send ``amount`` of ``currency`` between two fiat accounts; idempotent on ``transfer_id``.
+    """Send ``amount`` of ``currency`` between two fiat accounts; idempotent on ``transfer_id``
+    (the same id with other parameters raises ``IdempotencyKeyReusedError``).
+
+    While trading is HALTED only the reverse transfers of a saga compensation
+    (``compensation=True``) are sent.
 
     Paper only: the transfer is a row of the paper transfers table on network ``wise``. The
     sender is debited at once; the receiver is credited what the paper quote says arrives once
@@ -407,13 +414,23 @@ def send_transfer(
                 book.lock_venues(conn, [from_venue])
                 row = transfers.find_transfer(conn, transfer_id)
                 if row is None:
+                    what = f"Wise transfer {transfer_id} ({amount} {currency} from {from_venue} to {to_venue})"
+                    risk.check_transfer(risk.get_state(engine).state, what, compensation=compensation)
                     return _create_paper_transfer(conn, settings, transfer_id, from_venue, to_venue, currency, amount)
         except IntegrityError:
             with transaction(engine) as conn:
                 row = transfers.find_transfer(conn, transfer_id)
             if row is None:
                 raise
-    return transfers.transfer_from_row(row)
+    return check_transfer_reuse(
+        transfers.transfer_from_row(row),
+        venue="wise",
+        transfer_id=transfer_id,
+        asset=currency,
+        amount=amount,
+        to_venue=to_venue,
+        network=WISE_NETWORK,
+    )
 
 
 def _create_paper_transfer(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from tradeops.cli.output import print_json, print_table
-from tradeops.db import init_db
 from tradeops.saga import ledger
+from tradeops.schema import require_current
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def _summary(detail: dict) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     entries = ledger.entries(args.run_id, args.dag_id)
     if not entries:
         print(f"no saga ledger entries for run '{args.run_id}'")

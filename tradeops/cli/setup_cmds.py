@@ -6,15 +6,17 @@ import argparse
 
 from tradeops.cli.output import print_table
 from tradeops.config import default_config_path, load_settings, settings
-from tradeops.db import default_db_url, init_db
+from tradeops.db import default_db_url
+from tradeops.schema import current_revision, upgrade
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     init = subparsers.add_parser(
         "init",
-        help="create the project database and seed the paper venue",
-        description="Create the project database tables (idempotent) and seed the paper venue from "
-        "config/ when it is not seeded yet. With --reset-paper, wipe the paper venue and seed it again.",
+        help="create or upgrade the project database and seed the paper venue",
+        description="Upgrade the project database to the current schema (Alembic migrations; idempotent) "
+        "and seed the paper venue from config/ when it is not seeded yet. "
+        "With --reset-paper, wipe the paper venue and seed it again.",
     )
     init.add_argument("--reset-paper", action="store_true", help="wipe and re-seed the paper venue")
     init.set_defaults(func=_init)
@@ -34,9 +36,9 @@ def _init(args: argparse.Namespace) -> int:
     from tradeops.venues.paper import seed_paper_world
 
     loaded = settings()
-    init_db()
+    engine = upgrade()
     seeded = seed_paper_world(loaded, reset=args.reset_paper)
-    print(f"project database ready: {_redact(default_db_url())}")
+    print(f"project database ready: {_redact(default_db_url())} (schema revision {current_revision(engine)})")
     print("paper venue seeded from config" if seeded else "paper venue already seeded (kept its state)")
     return 0
 

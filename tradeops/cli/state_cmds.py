@@ -7,7 +7,7 @@ import getpass
 
 from tradeops import risk
 from tradeops.cli.output import print_json, print_table
-from tradeops.db import init_db
+from tradeops.schema import require_current
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     current = risk.get_state()
     past = risk.history(args.history)
     if args.json:
@@ -56,7 +56,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     record = risk.set_state(
         risk.TradingState(args.state), reason=args.reason, changed_by=args.by or f"cli:{getpass.getuser()}"
     )

@@ -9,13 +9,15 @@ from typing import Any
 
 from tradeops.cli.output import print_json, print_table
 from tradeops.config import settings
-from tradeops.db import init_db
+from tradeops.db import get_engine
 from tradeops.errors import TradeopsError
 from tradeops.model import Order
+from tradeops.schema import require_current, upgrade
 from tradeops.venues.base import Venue
 from tradeops.venues.factory import open_raw_venue
 from tradeops.venues.paper import FAULTABLE_METHODS, PaperVenue, seed_paper_world
 from tradeops.venues.paper_faults import ERRORS as FAULT_ERRORS
+from tradeops.venues.paper_faults import FILL, FILL_OUTCOMES
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -128,8 +130,18 @@ def _register_fault_controls(commands: argparse._SubParsersAction) -> None:
         "--phase after, the call's effect is committed first (a timeout after the side effect).",
     )
     fault.add_argument("venue", metavar="VENUE", help="paper venue name")
-    fault.add_argument("method", metavar="METHOD", choices=sorted(FAULTABLE_METHODS), help="venue method")
-    fault.add_argument("error", metavar="ERROR", choices=sorted(FAULT_ERRORS), help=", ".join(sorted(FAULT_ERRORS)))
+    fault.add_argument(
+        "method",
+        metavar="METHOD",
+        choices=sorted(FAULTABLE_METHODS | {FILL}),
+        help=f"venue method, or '{FILL}' to script how the next taker orders end",
+    )
+    fault.add_argument(
+        "error",
+        metavar="ERROR",
+        choices=sorted(set(FAULT_ERRORS) | FILL_OUTCOMES),
+        help=f"{', '.join(sorted(FAULT_ERRORS))}; for '{FILL}': {', '.join(sorted(FILL_OUTCOMES))}",
+    )
     fault.add_argument("--times", type=int, default=1, metavar="N", help="how many calls fail (default 1)")
     fault.add_argument("--phase", choices=["before", "after"], default="before", help="default: before")
     clear = _command(
@@ -175,7 +187,7 @@ def _venue_names(args: argparse.Namespace) -> list[str]:
 
 
 def _balances(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     balances = [b for name in _venue_names(args) for b in _open(name).balances().values()]
     if args.json:
         print_json(balances)
@@ -186,7 +198,7 @@ def _balances(args: argparse.Namespace) -> int:
 
 
 def _positions(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     positions = [p for name in _venue_names(args) for p in _open(name).positions()]
     if args.json:
         print_json(positions)
@@ -210,7 +222,7 @@ def _positions(args: argparse.Namespace) -> int:
 
 
 def _orders(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     orders: list[Order] = []
     for name in _venue_names(args):
         if args.all:
@@ -240,7 +252,7 @@ def _print_orders(orders: list[Order]) -> None:
 
 
 def _set_price(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     venue = _open_paper(args.venue)
     filled = venue.set_mark_price(args.symbol, args.price)
     if args.json:
@@ -254,7 +266,7 @@ def _set_price(args: argparse.Namespace) -> int:
 
 
 def _set_funding(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     rate = _open_paper(args.venue).set_funding_rate(args.symbol, args.rate)
     if args.json:
         print_json(rate)
@@ -267,7 +279,7 @@ def _set_funding(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    engine = init_db()
+    engine = upgrade(get_engine())
     seeded = seed_paper_world(settings(), engine, reset=args.reset)
     if args.json:
         print_json({"seeded": seeded, "reset": args.reset})
@@ -280,7 +292,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _fault(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     _open_paper(args.venue).inject_fault(args.method, args.error, times=args.times, phase=args.phase)
     if args.json:
         print_json(
@@ -298,7 +310,7 @@ def _fault(args: argparse.Namespace) -> int:
 
 
 def _clear_faults(args: argparse.Namespace) -> int:
-    init_db()
+    require_current()
     dropped = _open_paper(args.venue).clear_faults()
     if args.json:
         print_json({"venue": args.venue, "dropped": dropped})

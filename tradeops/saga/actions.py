@@ -7,13 +7,23 @@ actually happened before acting, and derives its own key from the step's key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from tradeops.config import Settings
 from tradeops.config import settings as load_settings
-from tradeops.errors import InvalidOrderError, TemporaryVenueError
+from tradeops.errors import (
+    InvalidOrderError,
+    OutcomeUnknownError,
+    StillSettlingError,
+    TemporaryVenueError,
+    UndoIncompleteError,
+)
 from tradeops.model import (
     MarketKind,
+    Order,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -25,7 +35,7 @@ from tradeops.model import (
 )
 from tradeops.saga.core import Params, UndoOutcome, UndoResult, saga_step
 from tradeops.saga.keys import undo_key
-from tradeops.venues.factory import open_venue
+from tradeops.venues.factory import GuardedVenue, open_venue
 
 
 def _decimal(params: Params, name: str) -> Decimal:
@@ -75,38 +85,106 @@ def place_order(params: Params, key: str) -> dict[str, Any]:
     return to_jsonable(order)
 
 
+MAX_REVERSE_ATTEMPTS = 5
+
+
+def reverse_key(key: str, attempt: int) -> str:
+    """The client order id of the ``attempt``-th order trading back the step ``key`` (1-based)."""
+    return undo_key(key) if attempt == 1 else undo_key(f"{key}\x1f{attempt}")
+
+
+def base_change(order: Order) -> Decimal:
+    """The signed change of the account's base exposure caused by ``order``'s fills.
+
+    Perps: the position moved by the filled size. Spot: what the account actually received or
+    gave up, so a fee taken in the base asset is counted (a buy of 1 BTC paying 0.001 BTC fee
+    brought 0.999 BTC).
+    """
+    base, _quote, kind = parse_symbol(order.symbol)
+    signed = order.filled * order.side.sign
+    if kind is MarketKind.PERP or order.fee_asset != base:
+        return signed
+    return signed - order.fee
+
+
+def _settled_order(venue: GuardedVenue, key: str, symbol: str) -> Order | None:
+    """The order ``key`` in a final state: an open one is canceled first; None if there is none."""
+    order = venue.get_order(key, symbol)
+    if order is None or order.status is not OrderStatus.OPEN:
+        return order
+    order = venue.cancel_order(key, symbol) or order
+    if order.status is OrderStatus.OPEN:
+        raise TemporaryVenueError(f"order {key} on {venue.name} is still open after a cancel; checking again later")
+    return order
+
+
+def _trade_back(venue: GuardedVenue, request: OrderRequest, key: str, target: Decimal) -> tuple[Decimal, list[Order]]:
+    """Trade ``target`` (signed base change to undo) back in up to MAX_REVERSE_ATTEMPTS orders.
+
+    Each attempt has its own deterministic key, so a retried undo finds the attempts already
+    made (and what they really filled) instead of trading again. A reverse order that expired,
+    was rejected or filled only partly leaves the rest for the next attempt. Returns what is
+    still left (signed; zero when done) and the reverse orders.
+    """
+    is_perp = parse_symbol(request.symbol)[2] is MarketKind.PERP
+    left = target
+    reverses: list[Order] = []
+    for attempt in range(1, MAX_REVERSE_ATTEMPTS + 1):
+        if left == 0:
+            break
+        attempt_key = reverse_key(key, attempt)
+        order = _settled_order(venue, attempt_key, request.symbol)
+        if order is None:
+            reverse = OrderRequest(
+                venue=request.venue,
+                symbol=request.symbol,
+                side=Side.SELL if left > 0 else Side.BUY,
+                amount=abs(left),
+                client_order_id=attempt_key,
+                reduce_only=is_perp and not request.reduce_only,
+            )
+            venue.place_order(reverse, exit_only=True)
+            order = _settled_order(venue, attempt_key, request.symbol)
+            if order is None:
+                raise OutcomeUnknownError(f"reverse order {attempt_key} on {venue.name} was placed but cannot be found")
+        reverses.append(order)
+        left += base_change(order)
+    return left, reverses
+
+
 def undo_place_order(params: Params, key: str) -> UndoResult:
-    """Cancel what is still open and trade back what was filled (reduce-only for perps)."""
+    """Trade back what the step's order really did, and report only what the venue confirms.
+
+    Cancels what is still open, then trades back the fills (reduce-only for perps, exit-only
+    so it passes while HALTED). "Undone" means the reverse orders' fills bring the exposure the
+    step added back to zero; an expired, rejected or partly filled reverse order is followed by
+    another attempt, and what is still left after them is an error for a human. An order the
+    venue cannot find is "nothing to undo" only on a venue that finds every order by client id;
+    elsewhere it is an unknown outcome.
+    """
     request = order_request(params, key)
     venue = open_venue(request.venue)
-    earlier = venue.get_order(undo_key(key), request.symbol)
-    if earlier is not None:
-        return UndoResult(
-            UndoOutcome.UNDONE,
-            {"reason": f"already undone by order {earlier.order_id}", "reverse": to_jsonable(earlier)},
-        )
-    order = venue.get_order(key, request.symbol)
+    order = _settled_order(venue, key, request.symbol)
     if order is None:
+        if not venue.finds_orders_by_client_id:
+            raise OutcomeUnknownError(
+                f"{request.venue} cannot look orders up by client id beyond the open ones: whether order "
+                f"{key} ({request.side.value} {request.amount} {request.symbol}) was placed is unknown"
+            )
         return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": "venue has no such order"})
-    if order.status is OrderStatus.OPEN:
-        order = venue.cancel_order(key, request.symbol) or order
-    if order.filled == 0:
+    target = base_change(order)
+    if target == 0:
         return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": f"order {order.status.value}, nothing filled"})
-    is_perp = parse_symbol(request.symbol)[2] is MarketKind.PERP
-    reverse = OrderRequest(
-        venue=request.venue,
-        symbol=request.symbol,
-        side=request.side.opposite(),
-        amount=order.filled,
-        client_order_id=undo_key(key),
-        reduce_only=is_perp and not request.reduce_only,
-    )
-    reversed_order = venue.place_order(reverse, exit_only=True)
-    summary = f"{reverse.side} {reverse.amount} {reverse.symbol} (order {reversed_order.order_id})"
-    return UndoResult(
-        UndoOutcome.UNDONE,
-        {"reason": f"traded back: {summary}", "original": to_jsonable(order), "reverse": to_jsonable(reversed_order)},
-    )
+    left, reverses = _trade_back(venue, request, key, target)
+    detail = {"original": to_jsonable(order), "reverses": to_jsonable(reverses)}
+    if left != 0:
+        raise UndoIncompleteError(
+            f"undo of order {key} on {request.venue}: the step changed {request.symbol} exposure by {target}; "
+            f"after {len(reverses)} reverse order(s) {left} is still not traded back "
+            f"({', '.join(f'{o.client_order_id}: {o.status.value} {o.filled}/{o.amount}' for o in reverses)})"
+        )
+    summary = ", ".join(f"{o.side.value} {o.filled} {o.symbol} (order {o.order_id})" for o in reverses)
+    return UndoResult(UndoOutcome.UNDONE, {"reason": f"traded back: {summary}", **detail})
 
 
 @saga_step(undo="undo_withdraw")
@@ -122,48 +200,78 @@ def withdraw(params: Params, key: str) -> dict[str, Any]:
     return to_jsonable(transfer)
 
 
-def _arrived_transfer(source: str, key: str, what: str) -> Transfer | UndoResult:
-    """The settled transfer ``key`` sent from ``source``, or the undo's answer when there is
-    nothing (left) to send back; raises a temporary error while it is still on its way."""
+def expected_arrival(transfer: Transfer, settings: Settings) -> datetime | None:
+    """When ``transfer`` should have arrived: the venue's own estimate, else its route's settlement
+    time from the configuration (Wise: ``wise.paper_settle_seconds``) after it was created."""
+    from tradeops import wise  # fiat legs only: not imported at DAG parse time
+
+    if transfer.settles_at is not None:
+        return transfer.settles_at
+    if transfer.created_at is None:
+        return None
+    if transfer.network == wise.WISE_NETWORK:
+        return transfer.created_at + timedelta(seconds=settings.wise.paper_settle_seconds)
+    source = settings.venues.get(transfer.from_venue)
+    route = source.withdrawal.get(transfer.asset, {}).get(transfer.network) if source else None
+    return transfer.created_at + timedelta(seconds=route.settle_seconds) if route else None
+
+
+SendBack = Callable[[Transfer, str], Transfer]
+
+
+def _undo_transfer(params: Params, key: str, what: str, send_back: SendBack) -> UndoResult:
+    """Send back what arrived, and report it undone only once the money is back.
+
+    The original still on its way, and then the reverse transfer on its way, raise
+    ``StillSettlingError`` with the time it should arrive (the compensation waits for it). A
+    reverse transfer that failed is an error for a human.
+    """
+    settings = load_settings()
+    source = _required(params, "venue")
     transfer = open_venue(source).get_transfer(key)
-    if transfer is not None:
-        earlier = open_venue(transfer.to_venue).get_transfer(undo_key(key))
-        if earlier is not None:
-            return UndoResult(
-                UndoOutcome.UNDONE,
-                {"reason": f"already sent back by transfer {earlier.transfer_id}", "reverse": to_jsonable(earlier)},
-            )
     if transfer is None or transfer.status is TransferStatus.FAILED:
-        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": f"no {what} left the venue"})
+        return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": f"no {what} left {source}"})
     if transfer.status is TransferStatus.PENDING:
-        raise TemporaryVenueError(
-            f"{what} {key} is still pending until {transfer.settles_at}; it can be sent back once settled"
+        until = expected_arrival(transfer, settings)
+        raise StillSettlingError(
+            f"{what} {key} from {source} is still on its way (due {until}); it is sent back once it arrived",
+            until=until,
         )
-    return transfer
-
-
-def _sent_back(original: Transfer, back: Transfer, how: str) -> UndoResult:
-    summary = f"sent back {back.amount} {back.asset} from {back.from_venue} {how}"
+    back_key = undo_key(key)
+    back = open_venue(transfer.to_venue).get_transfer(back_key) or send_back(transfer, back_key)
+    if back.status is TransferStatus.FAILED:
+        raise UndoIncompleteError(
+            f"the reverse of {what} {key} ({back.amount} {back.asset} from {back.from_venue} to {source}, "
+            f"transfer {back_key}) FAILED: the funds are still on {back.from_venue}"
+        )
+    if back.status is TransferStatus.PENDING:
+        until = expected_arrival(back, settings)
+        raise StillSettlingError(
+            f"reverse transfer {back_key} ({back.amount} {back.asset} back to {source}) is on its way (due {until})",
+            until=until,
+        )
+    summary = f"sent back {back.amount} {back.asset} from {back.from_venue} to {source} over {back.network}"
     return UndoResult(
         UndoOutcome.UNDONE,
-        {"reason": summary, "original": to_jsonable(original), "reverse": to_jsonable(back)},
+        {"reason": summary, "original": to_jsonable(transfer), "reverse": to_jsonable(back)},
     )
 
 
 def undo_withdraw(params: Params, key: str) -> UndoResult:
-    """Send back what arrived, once it has arrived (a pending transfer is retried later)."""
+    """Send back what arrived over the same network, once it arrived (see ``_undo_transfer``)."""
     source = _required(params, "venue")
-    transfer = _arrived_transfer(source, key, "transfer")
-    if isinstance(transfer, UndoResult):
-        return transfer
-    back = open_venue(transfer.to_venue).withdraw(
-        transfer_id=undo_key(key),
-        asset=transfer.asset,
-        amount=transfer.received,
-        to_venue=source,
-        network=transfer.network,
-    )
-    return _sent_back(transfer, back, f"over {back.network}")
+
+    def send_back(transfer: Transfer, back_key: str) -> Transfer:
+        return open_venue(transfer.to_venue).withdraw(
+            transfer_id=back_key,
+            asset=transfer.asset,
+            amount=transfer.received,
+            to_venue=source,
+            network=transfer.network,
+            compensation=True,
+        )
+
+    return _undo_transfer(params, key, "transfer", send_back)
 
 
 @saga_step(undo="undo_rebalance_transfer")
@@ -190,22 +298,23 @@ def rebalance_transfer(params: Params, key: str) -> dict[str, Any]:
 
 
 def undo_rebalance_transfer(params: Params, key: str) -> UndoResult:
-    """Send back what arrived, once it has arrived: through Wise for a fiat leg (paying a fee
+    """Send back what arrived, once it arrived: through Wise for a fiat leg (paying a fee
     again), else as ``undo_withdraw`` does."""
     from tradeops import wise  # fiat legs only: not imported at DAG parse time
 
     if params.get("network") != wise.WISE_NETWORK:
         return undo_withdraw(params, key)
     source = _required(params, "venue")
-    transfer = _arrived_transfer(source, key, "Wise transfer")
-    if isinstance(transfer, UndoResult):
-        return transfer
-    back = wise.send_transfer(
-        load_settings(),
-        transfer_id=undo_key(key),
-        from_venue=transfer.to_venue,
-        to_venue=source,
-        currency=transfer.asset,
-        amount=transfer.received,
-    )
-    return _sent_back(transfer, back, "through Wise")
+
+    def send_back(transfer: Transfer, back_key: str) -> Transfer:
+        return wise.send_transfer(
+            load_settings(),
+            transfer_id=back_key,
+            from_venue=transfer.to_venue,
+            to_venue=source,
+            currency=transfer.asset,
+            amount=transfer.received,
+            compensation=True,
+        )
+
+    return _undo_transfer(params, key, "Wise transfer", send_back)

@@ -7,9 +7,12 @@ A step's action and its undo take the same parameters and the step's idempotency
 
     def undo_place_order(params, key): ...
 
-The Airflow layer (``operators.saga``) pushes the ``CompensationRecord`` to XCom *before* calling
-the action, so a step that times out after its side effect is still compensated. Undos must be
-idempotent and ask the venue what actually happened: "nothing to undo" is a success.
+``run_action`` writes the step's intent to the saga ledger in the project database
+(``tradeops.saga.store``) *before* calling the action, so a step that times out after its side
+effect is still compensated, whatever Airflow does to XCom. Compensation reads the ledger
+(``compensate_run``), never XCom. Undos must be idempotent and ask the venue what actually
+happened: "nothing to undo" is a success only when the venue can tell; an outcome it cannot
+establish is "unknown", never "nothing happened".
 """
 
 from __future__ import annotations
@@ -19,11 +22,20 @@ import importlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tradeops import risk
-from tradeops.errors import OperationalError, OrderRejectedError, TemporaryVenueError
-from tradeops.saga import ledger
+from tradeops.errors import (
+    IdempotencyKeyReusedError,
+    OperationalError,
+    OrderRejectedError,
+    OutcomeUnknownError,
+    SagaClosedError,
+    StillSettlingError,
+    TemporaryVenueError,
+)
+from tradeops.saga import ledger, store
 from tradeops.saga.keys import idempotency_key
 
 log = logging.getLogger(__name__)
@@ -159,17 +171,41 @@ def _ledger(record: CompensationRecord, kind: str, outcome: str, try_number: int
     )
 
 
-def run_action(record: CompensationRecord, *, try_number: int = 1) -> Mapping[str, Any]:
-    """Run the step's action, recording start and outcome in the ledger.
+def record_intent(record: CompensationRecord, *, try_number: int = 1) -> None:
+    """Write the step's intent to the saga ledger before anything acts (see ``store``)."""
+    store.record_intent(
+        key=record.idempotency_key,
+        dag_id=record.dag_id,
+        run_id=record.run_id,
+        task_id=record.task_id,
+        map_index=record.map_index,
+        step_index=record.step_index,
+        step=record.step,
+        action=record.action,
+        undo=record.undo,
+        params=record.params,
+        try_number=try_number,
+    )
 
-    Operational errors set the trading state to HALTED before the error propagates.
+
+def run_action(record: CompensationRecord, *, try_number: int = 1) -> Mapping[str, Any]:
+    """Record the intent, run the step's action, record its outcome.
+
+    A closed saga (compensated, or with a human) or a key recorded with other parameters
+    refuses before anything acts. Operational errors set HALTED before the error propagates.
     """
     action, _undo = resolve_action(record.action)
+    try:
+        record_intent(record, try_number=try_number)
+    except (SagaClosedError, IdempotencyKeyReusedError) as exc:
+        _ledger(record, "action", "refused", try_number, {"error": type(exc).__name__, "message": str(exc)})
+        raise
     _ledger(record, "action", "started", try_number, {"params": record.params})
     try:
         result = action(record.params, record.idempotency_key)
     except Exception as exc:
         error_class = classify(exc)
+        store.set_step_status(record.idempotency_key, store.StepStatus.FAILED)
         _ledger(
             record,
             "action",
@@ -180,44 +216,144 @@ def run_action(record: CompensationRecord, *, try_number: int = 1) -> Mapping[st
         if error_class is ErrorClass.OPERATIONAL:
             halt_trading(f"{record.dag_id}/{record.task_id}: {type(exc).__name__}: {exc}", by=record.dag_id)
         raise
+    store.set_step_status(record.idempotency_key, store.StepStatus.ACTED)
     _ledger(record, "action", "succeeded", try_number, {"result": dict(result)})
     return result
 
 
 def halt_trading(reason: str, *, by: str) -> None:
     log.critical("Setting trading state to HALTED: %s", reason)
-    risk.set_state(risk.TradingState.HALTED, reason=reason, changed_by=by)
+    risk.set_state(risk.TradingState.HALTED, reason=reason[:2000], changed_by=by)
 
 
 @dataclass(frozen=True)
 class CompensationReport:
-    undone: list[str]
-    nothing_to_undo: list[str]
-    failed: list[tuple[str, str]]
-    temporary_failures: int
+    """What one compensation pass did. ``waiting``, ``unknown`` and ``temporary`` are not done yet:
+    the pass must run again (later); ``failed`` undos need a human."""
+
+    undone: list[str] = field(default_factory=list)
+    nothing_to_undo: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    waiting: list[tuple[str, datetime | None]] = field(default_factory=list)
+    unknown: list[tuple[str, str]] = field(default_factory=list)
+    temporary: list[tuple[str, str]] = field(default_factory=list)
+    already_closed: store.SagaRun | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not (self.failed or self.unknown or self.waiting or self.temporary)
+
+    @property
+    def pending(self) -> bool:
+        """Some undo has to be tried again: still settling, unknown, or a temporary error."""
+        return bool(self.waiting or self.unknown or self.temporary)
+
+    @property
+    def temporary_failures(self) -> int:
+        return len(self.temporary)
+
+    def summary(self) -> str:
+        parts = [f"undone {self.undone}", f"nothing to undo {self.nothing_to_undo}"]
+        if self.waiting:
+            parts.append(f"waiting for settlement {[(label, str(until)) for label, until in self.waiting]}")
+        if self.temporary:
+            parts.append(f"temporary errors {self.temporary}")
+        if self.unknown:
+            parts.append(f"OUTCOME UNKNOWN {self.unknown}")
+        if self.failed:
+            parts.append(f"UNDO FAILED {self.failed}")
+        return "; ".join(parts)
+
+
+def _label(record: CompensationRecord) -> str:
+    return record.task_id if record.map_index < 0 else f"{record.task_id}[{record.map_index}]"
 
 
 def compensate(records: Iterable[CompensationRecord], *, try_number: int = 1) -> CompensationReport:
-    """Run the undos in reverse step order; carry on past an undo that fails."""
+    """Run the undos in reverse step order; carry on past an undo that fails or has to wait.
+
+    Each undo's outcome is written to the ledger and to the step's row; an undo that is still
+    waiting (a transfer settling), unknown or temporarily failing is left for the next pass.
+    """
     ordered = sorted(records, key=lambda r: (r.step_index, r.map_index), reverse=True)
-    undone: list[str] = []
-    nothing: list[str] = []
-    failed: list[tuple[str, str]] = []
-    temporary = 0
+    report = CompensationReport()
     for record in ordered:
-        label = record.task_id if record.map_index < 0 else f"{record.task_id}[{record.map_index}]"
+        label = _label(record)
         try:
             result = _import(record.undo)(record.params, record.idempotency_key)
+        except StillSettlingError as exc:
+            _ledger(record, "undo", "waiting", try_number, {"message": str(exc), "until": exc.until})
+            report.waiting.append((label, exc.until))
+            continue
+        except OutcomeUnknownError as exc:
+            log.error("Undo of %s: outcome unknown: %s", label, exc)
+            _ledger(record, "undo", "unknown", try_number, {"error": type(exc).__name__, "message": str(exc)})
+            report.unknown.append((label, str(exc)))
+            continue
+        except TemporaryVenueError as exc:
+            log.warning("Undo of %s hit a temporary error: %s", label, exc)
+            _ledger(record, "undo", "temporary", try_number, {"error": type(exc).__name__, "message": str(exc)})
+            report.temporary.append((label, f"{type(exc).__name__}: {exc}"))
+            continue
         except Exception as exc:
-            temporary += isinstance(exc, TemporaryVenueError)
             log.error("Undo of %s failed: %s: %s", label, type(exc).__name__, exc)
             _ledger(record, "undo", "undo_failed", try_number, {"error": type(exc).__name__, "message": str(exc)})
-            failed.append((label, f"{type(exc).__name__}: {exc}"))
+            store.set_step_status(record.idempotency_key, store.StepStatus.UNDO_FAILED)
+            report.failed.append((label, f"{type(exc).__name__}: {exc}"))
             continue
         _ledger(record, "undo", result.outcome.value, try_number, dict(result.detail))
-        (undone if result.outcome is UndoOutcome.UNDONE else nothing).append(label)
-    return CompensationReport(undone=undone, nothing_to_undo=nothing, failed=failed, temporary_failures=temporary)
+        store.set_step_status(record.idempotency_key, store.StepStatus(result.outcome.value))
+        (report.undone if result.outcome is UndoOutcome.UNDONE else report.nothing_to_undo).append(label)
+    return report
+
+
+def _record_of(row: store.StepRow) -> CompensationRecord:
+    return CompensationRecord(
+        dag_id=row.dag_id,
+        run_id=row.run_id,
+        task_id=row.task_id,
+        map_index=row.map_index,
+        step_index=row.step_index,
+        step=row.step,
+        action=row.action,
+        undo=row.undo,
+        params=row.params,
+        idempotency_key=row.idempotency_key,
+    )
+
+
+def recorded_steps(dag_id: str, run_id: str) -> list[CompensationRecord]:
+    """The run's steps that may have moved money and are not undone yet, from the ledger."""
+    return [_record_of(row) for row in store.steps(dag_id, run_id) if row.status in store.UNSETTLED_STEPS]
+
+
+def compensate_run(dag_id: str, run_id: str, *, by: str, reason: str, try_number: int = 1) -> CompensationReport:
+    """Compensate a run from its ledger: every step that may have acted, in reverse order.
+
+    Closes the saga first (its steps refuse to act from then on). When every undo is done the
+    saga ends ``compensated``; when one failed, ``needs_human``. While some undo still has to
+    wait or be retried it stays ``compensating``. A saga that is already closed is left alone
+    (``already_closed`` says how it ended).
+    """
+    before = store.begin_compensation(dag_id, run_id, by=by, reason=reason)
+    if before.status in store.CLOSED:
+        return CompensationReport(already_closed=before)
+    report = compensate(recorded_steps(dag_id, run_id), try_number=try_number)
+    if report.pending:
+        return report
+    if report.failed:
+        store.finish_compensation(
+            dag_id, run_id, store.SagaStatus.NEEDS_HUMAN, by=by, reason=f"{reason}; {report.summary()}"
+        )
+    else:
+        store.finish_compensation(dag_id, run_id, store.SagaStatus.COMPENSATED, by=by, reason=reason)
+    return report
+
+
+def escalate(dag_id: str, run_id: str, report: CompensationReport, *, by: str, why: str) -> str:
+    """Give a compensation that cannot finish to a human: HALT trading and close the saga as
+    ``needs_human``, naming what is left. Returns the message."""
+    message = f"saga {dag_id}/{run_id} needs a human: {why}; {report.summary()}"
+    halt_trading(message, by=by)
+    store.finish_compensation(dag_id, run_id, store.SagaStatus.NEEDS_HUMAN, by=by, reason=message)
+    return message

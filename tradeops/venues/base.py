@@ -17,6 +17,10 @@ class Venue(abc.ABC):
     """
 
     name: str
+    # True when ``get_order`` finds any order by client id, whatever its status (open, filled,
+    # canceled): then "not found" means the venue never had it. Where it is False (only open
+    # orders, or a short history, can be searched), "not found" means "unknown".
+    finds_orders_by_client_id: bool = True
 
     @abc.abstractmethod
     def balances(self) -> dict[str, Balance]:
@@ -36,7 +40,8 @@ class Venue(abc.ABC):
 
     @abc.abstractmethod
     def place_order(self, request: OrderRequest) -> Order:
-        """Place an order. The same ``client_order_id`` twice returns the first order."""
+        """Place an order. The same ``client_order_id`` twice returns the first order when the
+        request is the same, and raises ``IdempotencyKeyReusedError`` when it differs."""
 
     @abc.abstractmethod
     def get_order(self, client_order_id: str, symbol: str | None = None) -> Order | None:
@@ -60,7 +65,8 @@ class Venue(abc.ABC):
         to_venue: str,
         network: str,
     ) -> Transfer:
-        """Send ``amount`` of ``asset`` to ``to_venue`` over ``network``; idempotent on ``transfer_id``."""
+        """Send ``amount`` of ``asset`` to ``to_venue`` over ``network``; idempotent on ``transfer_id``
+        (the same id with other parameters raises ``IdempotencyKeyReusedError``)."""
 
     @abc.abstractmethod
     def get_transfer(self, transfer_id: str) -> Transfer | None:

@@ -1,7 +1,9 @@
 """Open venues by name, wrapped in the guards every caller must go through.
 
 ``GuardedVenue`` puts two checks in front of a venue:
-- the trading-state order check (HALTED / REDUCING) on every order;
+- the trading-state check (HALTED / REDUCING) on every order and withdrawal;
+- the idempotency check: a client order id / transfer id the venue already has answers only
+  the same request (another one raises ``IdempotencyKeyReusedError``);
 - the venue's circuit breaker on every call (temporary failures open it; it fails fast).
 
 Live-venue credentials come from a credentials provider: the Airflow layer installs one that
@@ -37,6 +39,7 @@ from tradeops.model import (
 )
 from tradeops.saga.breaker import CircuitBreaker
 from tradeops.venues.base import Venue
+from tradeops.venues.reuse import check_order_reuse, check_transfer_reuse
 
 T = TypeVar("T")
 CredentialsProvider = Callable[[str], Mapping[str, str]]
@@ -156,7 +159,9 @@ class GuardedVenue(Venue):
         """Place ``request`` unless the venue already has it or the trading state forbids it."""
         existing = self.get_order(request.client_order_id, request.symbol)
         if existing is not None:
-            return existing  # a retry of an order the venue already has: never act twice
+            # A retry of an order the venue already has: never act twice, and never answer a
+            # different request with it.
+            return check_order_reuse(existing, request, venue=self.name)
         state = risk.get_state(self._engine).state
         if state is not risk.TradingState.ACTIVE:
             risk.check_order(request, state, self.exposure(request.symbol), exit_only=exit_only)
@@ -183,10 +188,41 @@ class GuardedVenue(Venue):
     def cancel_order(self, client_order_id: str, symbol: str | None = None) -> Order | None:
         return self._call(self.inner.cancel_order, client_order_id, symbol)
 
-    def withdraw(self, *, transfer_id: str, asset: str, amount: Decimal, to_venue: str, network: str) -> Transfer:
+    @property
+    def finds_orders_by_client_id(self) -> bool:  # type: ignore[override]
+        return self.inner.finds_orders_by_client_id
+
+    def withdraw(
+        self,
+        *,
+        transfer_id: str,
+        asset: str,
+        amount: Decimal,
+        to_venue: str,
+        network: str,
+        compensation: bool = False,
+    ) -> Transfer:
+        """Send funds unless the venue already has this transfer or the trading state forbids it.
+
+        While HALTED no funds leave a venue, except the reverse transfers of a saga compensation
+        (``compensation=True``): bringing money back home is how a failed rebalance is undone.
+        """
         existing = self.get_transfer(transfer_id)
         if existing is not None:
-            return existing
+            return check_transfer_reuse(
+                existing,
+                venue=self.name,
+                transfer_id=transfer_id,
+                asset=asset,
+                amount=amount,
+                to_venue=to_venue,
+                network=network,
+            )
+        risk.check_transfer(
+            risk.get_state(self._engine).state,
+            f"withdrawal {transfer_id} ({amount} {asset} from {self.name} to {to_venue})",
+            compensation=compensation,
+        )
         return self._call(
             self.inner.withdraw,
             transfer_id=transfer_id,

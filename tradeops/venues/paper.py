@@ -51,6 +51,7 @@ from tradeops.venues.paper_faults import FaultError, FaultPhase
 from tradeops.venues.paper_funding import FundingPayment
 from tradeops.venues.paper_seed import seed_paper_world
 from tradeops.venues.paper_tables import PAPER_TABLES, fills_table, orders_table
+from tradeops.venues.reuse import check_order_reuse, check_transfer_reuse
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _database_errors(venue: str) -> Iterator[None]:
         if any(word in detail.lower() for word in _TRANSIENT_DB_ERRORS):
             raise TemporaryVenueError(f"paper venue {venue}: database busy: {detail}") from exc
         if "no such table" in detail.lower() or "does not exist" in detail.lower():
-            detail += " (create and seed the paper tables: `tradeops venue seed`)"
+            detail += " (migrate the project database and seed the paper venue: `tradeops init`)"
         raise OperationalError(f"paper venue {venue}: database error: {detail}") from exc
 
 
@@ -276,18 +277,7 @@ class PaperVenue(Venue):
                 row = trading.find_order_row(conn, self.name, request.client_order_id)
             if row is None:
                 raise
-        existing = trading.order_from_row(row)
-        if (existing.symbol, existing.side, existing.amount) != (
-            request.symbol,
-            request.side,
-            request.amount,
-        ):
-            log.warning(
-                "%s: client order id %s reused with different parameters; returning the first order",
-                self.name,
-                request.client_order_id,
-            )
-        return existing
+        return check_order_reuse(trading.order_from_row(row), request, venue=self.name)
 
     @_venue_call()
     def get_order(self, client_order_id: str, symbol: str | None = None) -> Order | None:
@@ -381,7 +371,15 @@ class PaperVenue(Venue):
                 row = transfers.find_transfer(conn, transfer_id)
             if row is None:
                 raise
-        return transfers.transfer_from_row(row)
+        return check_transfer_reuse(
+            transfers.transfer_from_row(row),
+            venue=self.name,
+            transfer_id=transfer_id,
+            asset=asset,
+            amount=amount,
+            to_venue=to_venue,
+            network=network,
+        )
 
     @_venue_call()
     def get_transfer(self, transfer_id: str) -> Transfer | None:

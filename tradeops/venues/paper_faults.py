@@ -3,6 +3,8 @@
 A fault makes the next ``times`` calls of one public method on one venue raise a tradeops error,
 either ``before`` the call does anything or ``after`` its effect was committed (a timeout after
 the side effect: the caller sees an error although the order or withdrawal went through).
+A fault on ``fill`` scripts how the next taker orders end instead: ``expire``, ``reject`` (after
+the venue accepted the order) or ``partial`` (half fills, the rest expires).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from tradeops.venues.paper_tables import faults_table
 
 FaultError = Literal["temporary", "operational", "insufficient_funds", "invalid_order"]
 FaultPhase = Literal["before", "after"]
+
+# ``fill`` is not a method: a fault scheduled on it scripts the outcome of the venue's next
+# taker fills (the order is accepted, then expires, is rejected, or only half of it fills).
+FILL = "fill"
+FILL_OUTCOMES = frozenset({"expire", "reject", "partial"})
 
 ERRORS: dict[str, type[VenueError]] = {
     "temporary": TemporaryVenueError,
@@ -47,9 +54,12 @@ class Fault:
 
 
 def validate(method: str, error: str, times: int, phase: str, methods: frozenset[str]) -> None:
-    if method not in methods:
-        raise ValueError(f"cannot inject a fault into '{method}'; faultable methods: {sorted(methods)}")
-    if error not in ERRORS:
+    if method == FILL:
+        if error not in FILL_OUTCOMES:
+            raise ValueError(f"unknown fill outcome '{error}'; one of {sorted(FILL_OUTCOMES)}")
+    elif method not in methods:
+        raise ValueError(f"cannot inject a fault into '{method}'; faultable methods: {sorted(methods | {FILL})}")
+    elif error not in ERRORS:
         raise ValueError(f"unknown fault error '{error}'; one of {sorted(ERRORS)}")
     if phase not in get_args(FaultPhase):
         raise ValueError(f"unknown fault phase '{phase}'; one of {list(get_args(FaultPhase))}")

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 from tradeops.errors import InsufficientFundsError, InvalidOrderError
 from tradeops.model import Fill, MarketKind, Order, OrderRequest, OrderStatus, OrderType, Side
 from tradeops.venues import paper_book as book
+from tradeops.venues import paper_faults as faults
 from tradeops.venues.paper_book import ZERO, PositionState, VenueSpec
 from tradeops.venues.paper_tables import fills_table, orders_table
 
@@ -153,10 +154,28 @@ def place(conn: Connection, spec: VenueSpec, request: OrderRequest, now: datetim
     )
     row = _order_row(conn, order_id)
     if request.order_type is OrderType.MARKET or _is_marketable(request.side, request.price or mark, mark):
-        _execute(conn, spec, row, price=mark, maker=False, now=now, check_funds=True)
+        _take(conn, spec, row, mark, now)
     else:
         _reserve(conn, spec, request, order_id)
     return order_from_row(_order_row(conn, order_id))
+
+
+def _take(conn: Connection, spec: VenueSpec, row: Row, mark: Decimal, now: datetime) -> None:
+    """Fill a taker order at the mark, unless a scripted fill outcome (``fill`` fault) says the
+    venue expired it, rejected it after accepting it, or filled only half of it."""
+    outcome = faults.pop(conn, spec.name, faults.FILL)
+    if outcome is None:
+        _execute(conn, spec, row, price=mark, maker=False, now=now, check_funds=True)
+        return
+    if outcome.error == "partial":
+        _execute(conn, spec, row, price=mark, maker=False, now=now, check_funds=True, amount=row.amount / 2)
+        status = OrderStatus.EXPIRED
+    else:
+        status = OrderStatus.EXPIRED if outcome.error == "expire" else OrderStatus.REJECTED
+    log.warning("%s order %s %s (scripted fill outcome '%s')", spec.name, row.order_id, status.value, outcome.error)
+    conn.execute(
+        update(orders_table).where(orders_table.c.order_id == row.order_id).values(status=status.value, updated_at=now)
+    )
 
 
 def _reserve(conn: Connection, spec: VenueSpec, request: OrderRequest, order_id: str) -> None:
@@ -188,9 +207,11 @@ def _execute(
     maker: bool,
     now: datetime,
     check_funds: bool,
+    amount: Decimal | None = None,
 ) -> None:
-    """Fill the whole order at ``price``: move balances / position, record the fill."""
-    side, amount = Side(row.side), row.amount
+    """Fill the order (or ``amount`` of it) at ``price``: move balances / position, record the fill."""
+    side = Side(row.side)
+    amount = row.amount if amount is None else amount
     fee = amount * price * spec.fee_rate(maker=maker)
     if spec.market(row.symbol)[2] is MarketKind.PERP:
         _apply_perp(conn, spec, row.symbol, side.sign * amount, price, fee, check_funds=check_funds)
