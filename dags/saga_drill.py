@@ -6,7 +6,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param
 
-from operators.drill import DRILL_ERRORS, ArmDrillOperator
+from operators.drill import DRILL_ERRORS, UNDO_FILLS, ArmDrillOperator
 from operators.saga import SagaStep, saga_chain
 
 DOC = """
@@ -26,6 +26,9 @@ see compensation work end to end in this deployment:
 Trigger: `airflow dags trigger saga_drill --conf '{"fail_at": "hedge_perp", "error": "insufficient_funds"}'`
 Inspect: `tradeops saga show <run_id>` and `tradeops venue balances`.
 `error: operational` also sets the trading state to HALTED: reset it with `tradeops state set ACTIVE --reason ...`.
+`undo_fill: expire` (or `partial`, `reject`) with `undo_fill_times: N` makes the venue end the next
+N orders that trade the spot buy back that way: compensation tries again (up to 5 reverse orders)
+and reports "undone" only when the fills add up; after 5 it HALTs and names what is left.
 The drill refuses to run if any of its venues is configured as a live venue.
 """
 
@@ -47,6 +50,10 @@ with DAG(
         "fail_at": Param("none", enum=["none", *STEP_CALLS], description="the step to fail"),
         "error": Param("insufficient_funds", enum=list(DRILL_ERRORS), description="the error the step hits"),
         "phase": Param("before", enum=["before", "after"], description="fail before the call acts, or after"),
+        "undo_fill": Param(
+            "normal", enum=list(UNDO_FILLS), description="how the orders trading back the spot buy end (compensation)"
+        ),
+        "undo_fill_times": Param(1, type="integer", minimum=1, maximum=10, description="how many of them end so"),
         "usdt_amount": Param("20000", type="string", description="USDT moved okx -> binance"),
         "btc_amount": Param("0.2", type="string", description="BTC bought and hedged"),
     },
@@ -57,6 +64,8 @@ with DAG(
         fail_at="{{ params.fail_at }}",
         error="{{ params.error }}",
         phase="{{ params.phase }}",
+        undo_fill="{{ params.undo_fill }}",
+        undo_fill_times="{{ params.undo_fill_times }}",
     )
     steps, _compensate = saga_chain(
         [

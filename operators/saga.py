@@ -66,6 +66,7 @@ _FAILED_STATES = {"failed", "upstream_failed"}
 _DONE_STATES = {"success", "skipped"}
 _ORDER_POLL = timedelta(seconds=2)
 _SETTLE_POLL = timedelta(seconds=30)
+_SETTLE_RECHECK = timedelta(seconds=2)
 
 
 class SagaStepOperator(BaseOperator):
@@ -202,8 +203,12 @@ class CompensateOperator(BaseOperator):
         known = [until for _label, until in report.waiting if until is not None]
         deadline = (max(known) if known else now) + margin
         if now < deadline:
+            due = max(known) if known else now
+            # Look again when the transfers are due (soon after, if that has passed), at least
+            # every _SETTLE_POLL, and never past the deadline.
+            poke = max(due, now + _SETTLE_RECHECK) if due > now else now + _SETTLE_RECHECK
             self.log.info("Waiting for settlement until at most %s: %s", deadline.isoformat(), report.waiting)
-            raise AirflowRescheduleException(min(deadline, now + _SETTLE_POLL))
+            raise AirflowRescheduleException(min(deadline, poke, now + _SETTLE_POLL))
         message = escalate(
             ti.dag_id, ti.run_id, report, by=by, why=f"transfers not settled by {deadline.isoformat()}"
         )

@@ -238,7 +238,12 @@ def _undo_transfer(params: Params, key: str, what: str, send_back: SendBack) -> 
             until=until,
         )
     back_key = undo_key(key)
-    back = open_venue(transfer.to_venue).get_transfer(back_key) or send_back(transfer, back_key)
+    destination = open_venue(transfer.to_venue)
+    if destination.get_transfer(back_key) is None:
+        send_back(transfer, back_key)
+    back = destination.get_transfer(back_key)  # read back: what the venue says happened
+    if back is None:
+        raise OutcomeUnknownError(f"reverse transfer {back_key} from {transfer.to_venue} was sent but cannot be found")
     if back.status is TransferStatus.FAILED:
         raise UndoIncompleteError(
             f"the reverse of {what} {key} ({back.amount} {back.asset} from {back.from_venue} to {source}, "
