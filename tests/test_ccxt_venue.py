@@ -24,14 +24,17 @@ from tradeops.config import VenueConfig
 from tradeops.errors import (
     AuthenticationError,
     ConfigError,
+    IdempotencyKeyReusedError,
     InsufficientFundsError,
     InvalidOrderError,
     NotFoundError,
     OperationalError,
+    OutcomeUnknownError,
     TemporaryVenueError,
     VenueError,
 )
 from tradeops.model import OrderRequest, OrderStatus, OrderType, Side, TransferStatus
+from tradeops.venues import withdrawal_ledger
 from tradeops.venues.ccxt_venue import (
     ERROR_RULES,
     QUIRKS,
@@ -55,13 +58,22 @@ def server() -> Iterator[FakeOkx]:
         yield fake
 
 
+@pytest.fixture(autouse=True)
+def project_db(db_url: str) -> str:
+    """Live withdrawals are recorded in the project database (a fresh one per test)."""
+    return db_url
+
+
 @pytest.fixture
 def fake(server: FakeOkx) -> FakeOkx:
     server.reset()
     return server
 
 
-def make_venue(fake: FakeOkx, credentials: dict[str, str] | None = None, **config: Any) -> CcxtVenue:
+def make_venue(
+    fake: FakeOkx, credentials: dict[str, str] | None = None, withdrawal_history_lag_seconds: float = 60, **config: Any
+) -> CcxtVenue:
+    lag = withdrawal_history_lag_seconds
     settings = VenueConfig(
         kind="ccxt",
         ccxt_id="okx",
@@ -76,6 +88,7 @@ def make_venue(fake: FakeOkx, credentials: dict[str, str] | None = None, **confi
         credentials=CREDENTIALS if credentials is None else credentials,
         urls=fake.urls,
         withdrawal_addresses=ADDRESSES,
+        withdrawal_history_lag_seconds=lag,
     )
     venue.exchange.rateLimit = 1  # ccxt's own throttle (enableRateLimit stays on); keeps the suite fast
     return venue
@@ -487,17 +500,106 @@ def test_get_transfer_when_unknown_then_none(venue):
     assert venue.get_transfer("never") is None
 
 
-def test_get_transfer_when_venue_keeps_no_client_id_then_remembered_withdrawal_id_is_used(fake, monkeypatch):
+@pytest.fixture
+def no_withdrawal_client_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exchange as if it kept no client id for withdrawals (most venues but OKX)."""
     quirks = replace(QUIRKS["okx"], withdraw_client_id_param=None, withdrawal_client_id_field=None)
     monkeypatch.setitem(QUIRKS, "okx", quirks)
-    venue = make_venue(fake)
-    venue.withdraw(transfer_id="w1", asset="USDT", amount=Decimal(5), to_venue="binance", network="TRC20")
 
-    found = venue.get_transfer("w1")
+
+def _usdt(venue: CcxtVenue, transfer_id: str = "w1", amount: str = "5") -> Any:
+    return venue.withdraw(
+        transfer_id=transfer_id, asset="USDT", amount=Decimal(amount), to_venue="binance", network="TRC20"
+    )
+
+
+def test_get_transfer_when_venue_keeps_no_client_id_then_stored_withdrawal_id_is_used_by_any_process(
+    fake, no_withdrawal_client_id
+):
+    _usdt(make_venue(fake))
+
+    found = make_venue(fake).get_transfer("w1")  # a new instance: nothing in its memory
 
     assert found is not None and found.amount == Decimal(5)
     assert "clientId" not in fake.requests[-1].query
-    assert make_venue(fake).get_transfer("w1") is None  # the mapping lives in this process only
+    assert withdrawal_ledger.find("w1").venue_withdrawal_id == fake.book.withdrawals[0]["wdId"]
+
+
+def test_withdraw_when_answer_lost_and_retried_by_another_process_then_found_in_history_and_sent_once(
+    fake, no_withdrawal_client_id
+):
+    first = make_venue(fake)
+    first.exchange.timeout = 250
+    fake.fail("asset/withdrawal", fx.slow(1.0, processed=True))
+    with pytest.raises(TemporaryVenueError):
+        _usdt(first)
+    assert withdrawal_ledger.find("w1").status is withdrawal_ledger.AttemptStatus.UNKNOWN
+
+    retried = _usdt(make_venue(fake))
+
+    assert retried.transfer_id == "w1" and retried.amount == Decimal(5)
+    assert fake.calls("asset/withdrawal") == 1
+    assert withdrawal_ledger.find("w1").venue_withdrawal_id == fake.book.withdrawals[0]["wdId"]
+    assert make_venue(fake).get_transfer("w1").status is TransferStatus.PENDING
+
+
+def test_withdraw_when_outcome_unknown_and_history_silent_then_never_sent_again_until_lag_passed(
+    fake, no_withdrawal_client_id
+):
+    first = make_venue(fake)
+    first.exchange.timeout = 250
+    fake.fail("asset/withdrawal", fx.slow(1.0, processed=False))  # lost before the venue acted
+    with pytest.raises(TemporaryVenueError):
+        _usdt(first)
+
+    with pytest.raises(OutcomeUnknownError, match="not sent again before"):
+        _usdt(make_venue(fake))
+    with pytest.raises(OutcomeUnknownError):
+        make_venue(fake).get_transfer("w1")  # an undo must not read this as "nothing to undo"
+    assert fake.calls("asset/withdrawal") == 1
+
+    after_lag = make_venue(fake, withdrawal_history_lag_seconds=0)
+    assert after_lag.get_transfer("w1") is None  # the history still lacks it after the lag: not sent
+    sent = _usdt(after_lag)
+    assert fake.calls("asset/withdrawal") == 2 and len(fake.book.withdrawals) == 1
+    assert sent.transfer_id == "w1"
+
+
+def test_withdraw_when_two_history_rows_match_then_unknown_not_a_guess(fake, no_withdrawal_client_id):
+    other = make_venue(fake)
+    other.exchange.withdraw("USDT", 5.0, ADDRESSES[("binance", "USDT", "TRC20")], params={"network": "TRC20"})
+    other.exchange.withdraw("USDT", 5.0, ADDRESSES[("binance", "USDT", "TRC20")], params={"network": "TRC20"})
+    withdrawal_ledger.record_attempt(
+        transfer_id="w1",
+        venue=VENUE,
+        asset="USDT",
+        amount=Decimal(5),
+        to_venue="binance",
+        network="TRC20",
+        address=ADDRESSES[("binance", "USDT", "TRC20")],
+    )
+
+    with pytest.raises(OutcomeUnknownError, match="matches 2 withdrawals"):
+        _usdt(make_venue(fake))
+    assert fake.calls("asset/withdrawal") == 2
+
+
+def test_withdraw_when_same_transfer_id_with_other_amount_then_key_reused_error_and_nothing_sent(venue, fake):
+    _usdt(venue, "rebal8", "250")
+
+    with pytest.raises(IdempotencyKeyReusedError, match="amount 250 != 300"):
+        _usdt(make_venue(fake), "rebal8", "300")
+    assert fake.calls("asset/withdrawal") == 1
+
+
+def test_place_order_when_same_client_id_with_other_amount_then_key_reused_error(venue, fake):
+    venue.place_order(order("same1"))
+
+    with pytest.raises(IdempotencyKeyReusedError, match="amount"):
+        make_venue(fake).place_order(order("same1", amount=Decimal("0.5")))
+    with pytest.raises(IdempotencyKeyReusedError, match="side"):
+        make_venue(fake).place_order(order("same1", side=Side.SELL))
+    assert make_venue(fake).place_order(order("same1")).amount == Decimal("0.3")  # the same request: the order
 
 
 def test_ohlcv_when_limit_exceeds_one_page_then_paginates_without_duplicates(venue, fake):

@@ -6,8 +6,11 @@ Three rules shape this module:
   vendor error onto ``tradeops.errors`` through ``ERROR_RULES`` (a table, most specific first).
 * No retries here. ccxt's own ``maxRetriesOnFailure`` is forced to 0 and nothing loops on
   errors: retry and backoff belong to the saga layer, which knows whether a step is safe to
-  repeat. What this adapter does instead is make repeating safe: ``place_order`` and
-  ``withdraw`` look the client id up before acting and return what already exists.
+  repeat. What this adapter does instead is make repeating safe: ``place_order`` looks the
+  client id up before acting and returns what already exists (the same id with other
+  parameters is an ``IdempotencyKeyReusedError``); ``withdraw`` records every attempt in the
+  project database first and never sends while an earlier attempt's outcome is unknown
+  (``tradeops.venues.ccxt_transfers``).
 * Exchange quirks are data (``QUIRKS``, after freqtrade's ``_ft_has``), not branches.
 
 Credentials are handed to ccxt and never logged: ccxt's debug log of request headers goes to a
@@ -27,6 +30,7 @@ from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import ccxt
+from sqlalchemy import Engine
 
 from tradeops.config import VenueConfig
 from tradeops.errors import (
@@ -50,9 +54,10 @@ from tradeops.model import (
     Position,
     Side,
     Transfer,
-    TransferStatus,
 )
 from tradeops.venues.base import Venue
+from tradeops.venues.ccxt_transfers import CcxtWithdrawals, WithdrawalRequest
+from tradeops.venues.reuse import check_order_reuse
 
 log = logging.getLogger(__name__)
 _ccxt_log = logging.getLogger(f"{__name__}.ccxt")
@@ -204,11 +209,6 @@ _ORDER_LISTS = (
     ("fetch_closed_orders", "fetchClosedOrders"),
     ("fetch_canceled_orders", "fetchCanceledOrders"),
 )
-_TRANSFER_STATUS = {
-    "ok": TransferStatus.SETTLED,
-    "failed": TransferStatus.FAILED,
-    "canceled": TransferStatus.FAILED,
-}
 
 
 def _dec(value: Any, default: Decimal = Decimal(0)) -> Decimal:
@@ -308,6 +308,8 @@ class CcxtVenue(Venue):
         urls: Mapping[str, Any] | None = None,
         exchange: Any | None = None,
         withdrawal_addresses: Mapping[tuple[str, str, str], str] | None = None,
+        withdrawal_history_lag_seconds: float = 120,
+        engine: Engine | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -317,9 +319,18 @@ class CcxtVenue(Venue):
             _override_api_urls(self._exchange, urls)
         _harden(self._exchange)
         self.quirks = QUIRKS.get(self._exchange.id, VenueQuirks())
-        self._addresses = dict(withdrawal_addresses or {})
         self._client_ids: dict[str, str] = {}  # venue-side client id -> ours
-        self._withdrawal_ids: dict[str, str] = {}  # our transfer id -> venue withdrawal id
+        self._withdrawals = CcxtWithdrawals(
+            venue=name,
+            exchange=self._exchange,
+            config=config,
+            addresses=withdrawal_addresses or {},
+            client_id_param=self.quirks.withdraw_client_id_param,
+            client_id_field=self.quirks.withdrawal_client_id_field,
+            venue_transfer_id=self._venue_transfer_id,
+            history_lag=timedelta(seconds=withdrawal_history_lag_seconds),
+            engine=engine,
+        )
 
     @property
     def exchange(self) -> Any:
@@ -471,14 +482,14 @@ class CcxtVenue(Venue):
                 request.client_order_id,
                 existing.order_id,
             )
-            return existing
+            return check_order_reuse(existing, request, venue=self.name, normalise=self._lot_rounded)
         try:
             raw = self._create_order(request)
         except ccxt.InvalidOrder as exc:
             found = self._find_order(request.client_order_id, request.symbol) if self._is_duplicate(exc) else None
             if found is None:
                 raise
-            return found
+            return check_order_reuse(found, request, venue=self.name, normalise=self._lot_rounded)
         log.info(
             "%s: placed %s %s %s %s as %s",
             self.name,
@@ -500,6 +511,17 @@ class CcxtVenue(Venue):
         return self._exchange.create_order(
             request.symbol, request.order_type.value, request.side.value, float(amount), price, params
         )
+
+    def _lot_rounded(self, symbol: str, amount: Decimal) -> Decimal:
+        """``amount`` (base units) as the venue stores it: in contracts, rounded to the lot size."""
+        size = self._contract_size(self._market(symbol))
+        return Decimal(self._exchange.amount_to_precision(symbol, float(amount / size))) * size
+
+    @property
+    def finds_orders_by_client_id(self) -> bool:  # type: ignore[override]
+        """Only exchanges whose fetch_order takes a client id find every order: the open, closed
+        and canceled lists that others are searched through are paged and time-limited."""
+        return self.quirks.fetch_order_by_client_id
 
     def _is_duplicate(self, exc: ccxt.InvalidOrder) -> bool:
         text = str(exc)
@@ -619,7 +641,7 @@ class CcxtVenue(Venue):
         """Base units per contract: ccxt amounts on contract markets count contracts."""
         return _dec(market.get("contractSize"), Decimal(1)) if market.get("contract") else Decimal(1)
 
-    # ---- transfers -------------------------------------------------------------------------
+    # ---- transfers (tradeops.venues.ccxt_transfers) ------------------------------------------
 
     @_venue_call
     def withdraw(
@@ -631,101 +653,16 @@ class CcxtVenue(Venue):
         to_venue: str,
         network: str,
     ) -> Transfer:
-        address = self._address(to_venue, asset, network)
-        existing = self._find_transfer(transfer_id)
-        if existing is not None:
-            log.info("%s: withdrawal %s already exists; not sending it again", self.name, transfer_id)
-            return existing
-        params: dict[str, Any] = {"network": network}
-        if self.quirks.withdraw_client_id_param:
-            params[self.quirks.withdraw_client_id_param] = self._venue_transfer_id(transfer_id)
-        raw = self._exchange.withdraw(asset, float(amount), address, params=params)
-        if raw.get("id") is not None:
-            self._withdrawal_ids[transfer_id] = str(raw["id"])
-        log.info(
-            "%s: withdrawal %s of %s %s to %s over %s sent as %s",
-            self.name,
-            transfer_id,
-            amount,
-            asset,
-            to_venue,
-            network,
-            raw.get("id"),
+        return self._withdrawals.withdraw(
+            WithdrawalRequest(transfer_id=transfer_id, asset=asset, amount=amount, to_venue=to_venue, network=network)
         )
-        return self._transfer(raw, transfer_id, asset=asset, amount=amount, to_venue=to_venue, network=network)
 
     @_venue_call
     def get_transfer(self, transfer_id: str) -> Transfer | None:
-        return self._find_transfer(transfer_id)
-
-    def _find_transfer(self, transfer_id: str) -> Transfer | None:
-        raw = self._fetch_withdrawal(transfer_id)
-        if raw is None:
-            return None
-        to_venue = self._venue_of(raw.get("address") or raw.get("addressTo"))
-        return self._transfer(
-            raw,
-            transfer_id,
-            asset=raw.get("currency") or "",
-            amount=_dec(raw.get("amount")),
-            to_venue=to_venue,
-            network=raw.get("network") or "",
-        )
-
-    def _fetch_withdrawal(self, transfer_id: str) -> Raw | None:
-        """Match by our id on the venue when it keeps one; else through this process's memory."""
-        param, echo = self.quirks.withdraw_client_id_param, self.quirks.withdrawal_client_id_field
-        if param and echo:
-            venue_id = self._venue_transfer_id(transfer_id)
-            rows = self._exchange.fetch_withdrawals(params={param: venue_id})
-            return next((row for row in rows if (row.get("info") or {}).get(echo) == venue_id), None)
-        withdrawal_id = self._withdrawal_ids.get(transfer_id)
-        if withdrawal_id is None:
-            return None
-        return next((row for row in self._exchange.fetch_withdrawals() if str(row.get("id")) == withdrawal_id), None)
+        return self._withdrawals.find(transfer_id)
 
     def _venue_transfer_id(self, transfer_id: str) -> str:
         return venue_client_id(transfer_id, self.quirks.client_id_pattern)
-
-    def _address(self, to_venue: str, asset: str, network: str) -> str:
-        try:
-            return self._addresses[(to_venue, asset, network)]
-        except KeyError:
-            raise OperationalError(
-                f"venue '{self.name}' withdraw(): no deposit address configured for {asset} "
-                f"on '{to_venue}' over {network}"
-            ) from None
-
-    def _venue_of(self, address: str | None) -> str:
-        return next((venue for (venue, _, _), known in self._addresses.items() if known == address), address or "")
-
-    def _transfer(
-        self, raw: Raw, transfer_id: str, *, asset: str, amount: Decimal, to_venue: str, network: str
-    ) -> Transfer:
-        status = _TRANSFER_STATUS.get(raw.get("status") or "", TransferStatus.PENDING)
-        created = _from_ms(raw.get("timestamp"))
-        fee = (raw.get("fee") or {}).get("cost")
-        return Transfer(
-            transfer_id=transfer_id,
-            asset=asset,
-            amount=amount,
-            from_venue=self.name,
-            to_venue=to_venue,
-            network=network,
-            fee=_dec(fee) if fee is not None else self._network_fee(asset, network),
-            status=status,
-            created_at=created,
-            settles_at=_from_ms(raw.get("updated")) if status is TransferStatus.SETTLED else None,
-        )
-
-    def _network_fee(self, asset: str, network: str) -> Decimal:
-        """The venue's published fee for the route, else the configured one, else zero."""
-        networks = ((self._exchange.currencies or {}).get(asset) or {}).get("networks") or {}
-        published = (networks.get(network) or {}).get("fee")
-        if published is not None:
-            return _dec(published)
-        route = self.config.withdrawal.get(asset, {}).get(network)
-        return route.fee if route is not None else Decimal(0)
 
     def close(self) -> None:
         session = getattr(self._exchange, "session", None)

@@ -89,6 +89,8 @@ def open_raw_venue(name: str, *, settings: Settings | None = None, engine: Engin
         config,
         credentials=_credentials_provider(config.connection_id),
         withdrawal_addresses=settings.deposit_addresses(),
+        withdrawal_history_lag_seconds=settings.saga.withdrawal_history_lag_seconds,
+        engine=engine,
     )
 
 

@@ -55,7 +55,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_saga_steps_run", ["dag_id", "run_id"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("saga_steps", schema=None) as batch_op:
         batch_op.drop_index("ix_saga_steps_run")

@@ -1,18 +1,26 @@
 """End to end through a running Airflow (``airflow standalone``: scheduler, triggerer, executor).
 
-A critical alert published with ``tradeops publish`` reaches the stop-loss DAG through the
-Kafka watcher in the real triggerer, and the paper venue ends flat; a malformed message on the
-same topic lands in the dead-letter topic with its reason and the next good event still runs.
+- A critical alert published with ``tradeops publish`` reaches the stop-loss DAG through the
+  Kafka watcher in the real triggerer, and the paper venue ends flat; a malformed message on the
+  same topic lands in the dead-letter topic with its reason and the next good event still runs.
+- A saga whose run Airflow ends itself, by ``dagrun_timeout``, by "Mark run as failed" or by a
+  deleted run (Airflow sets ``compensate`` SKIPPED or removes it), is compensated from the saga
+  ledger by the ``saga_recovery`` DAG, which the ledger names as the compensator.
+
+The standalone runs the repository's DAGs plus the test-only sagas in tests/e2e_dags/.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
@@ -52,12 +60,17 @@ def standalone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -
     from tradeops.watchers import connection_env
 
     home = tmp_path_factory.mktemp("airflow-e2e")
+    dags = home / "dags"
+    dags.mkdir()
+    for dag_file in [*(ROOT / "dags").glob("*.py"), *(ROOT / "tests" / "e2e_dags").glob("*.py")]:
+        shutil.copy(dag_file, dags / dag_file.name)
     port = _free_port()
     env = {
         **os.environ,
         **connection_env(kafka_bootstrap),
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -172,3 +185,108 @@ def test_malformed_message_when_on_watched_topic_then_dead_lettered_and_next_goo
     reasons = [dict(m.headers())["reason"].decode() for m in letters]
     assert any("<json>" in reason for reason in reasons), reasons
     assert dead_letter_counts().get(topics.risk_alerts, 0) >= 1
+
+
+def _token(env: dict[str, str]) -> str:
+    """An API token for the standalone's generated admin login."""
+    passwords = json.loads((Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text())
+    username, password = next(iter(passwords.items()))
+    request = urllib.request.Request(
+        f"{env['AIRFLOW__API__BASE_URL']}/auth/token",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.loads(response.read())["access_token"])
+
+
+def _api(env: dict[str, str], method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
+    """Call the Airflow REST API (v2) as the logged-in admin; {} for an empty answer."""
+    request = urllib.request.Request(
+        f"{env['AIRFLOW__API__BASE_URL']}/api/v2/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {_token(env)}", "Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read()
+    return json.loads(text) if text else {}
+
+
+def _run_state(env: dict[str, str], dag_id: str, run_id: str) -> str | None:
+    try:
+        return str(_api(env, "GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"])
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def _dag_known(env: dict[str, str], dag_id: str) -> bool:
+    try:
+        _api(env, "GET", f"dags/{dag_id}")
+    except urllib.error.HTTPError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "ending"),
+    [
+        ("saga_probe_timeout", "dagrun_timeout"),
+        ("saga_probe_stall", "mark_failed"),
+        ("saga_probe_stall", "deleted"),
+    ],
+)
+def test_saga_when_airflow_ends_the_run_without_compensate_then_recovery_compensates_from_the_ledger(
+    standalone: dict[str, str], monkeypatch: pytest.MonkeyPatch, dag_id: str, ending: str
+) -> None:
+    from tradeops.saga import ledger, store
+    from tradeops.venues.paper import PaperVenue
+
+    _use_db(standalone, monkeypatch)
+    risk.set_state(risk.TradingState.ACTIVE, reason="e2e saga probe", changed_by="test")
+    alpaca = PaperVenue("alpaca", settings())
+    before = {asset: b.total for asset, b in alpaca.balances().items()}
+    fills_before = len(alpaca.fills())
+    # The first order (buy_tsla) goes through; buy_iwm then keeps hitting temporary errors.
+    alpaca.inject_fault("place_order", "temporary", times=1000, skip=1)
+    try:
+        _wait(lambda: _dag_known(standalone, dag_id), 180, f"{dag_id} to be parsed", interval=2)
+        run_id = str(_api(standalone, "POST", f"dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"])
+
+        def stalled() -> bool:
+            return any(e.step == "buy_iwm" and e.outcome == "failed" for e in ledger.entries(run_id, dag_id))
+
+        _wait(stalled, 180, "buy_tsla to act and buy_iwm to be retrying", interval=1)
+        if ending == "mark_failed":
+            _api(standalone, "PATCH", f"dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
+        elif ending == "deleted":
+            _api(standalone, "DELETE", f"dags/{dag_id}/dagRuns/{run_id}")
+        expected = None if ending == "deleted" else "failed"
+        _wait(lambda: _run_state(standalone, dag_id, run_id) == expected, 120, f"the run to be {expected}")
+    finally:
+        alpaca.clear_faults()
+
+    def compensated() -> bool:
+        saga = store.get_run(dag_id, run_id)
+        return saga is not None and saga.status is store.SagaStatus.COMPENSATED
+
+    _wait(compensated, 240, "saga_recovery to compensate the run", interval=2)
+    saga = store.get_run(dag_id, run_id)
+    assert saga.closed_by == "airflow:saga_recovery"
+    assert ("deleted" if ending == "deleted" else "ended FAILED") in (saga.close_reason or "")
+    undone = [e.step for e in ledger.entries(run_id, dag_id) if e.kind == "undo" and e.outcome == "undone"]
+    assert undone == ["buy_tsla"]
+    after = {asset: b.total for asset, b in alpaca.balances().items()}
+    new_fills = alpaca.fills()[fills_before:]
+    assert [(f.symbol, f.side.value, f.amount) for f in new_fills] == [
+        ("TSLA/USD", "buy", Decimal(2)),
+        ("TSLA/USD", "sell", Decimal(2)),
+    ]
+    assert after.get("TSLA", Decimal(0)) == before.get("TSLA", Decimal(0))
+    assert after.get("IWM", Decimal(0)) == before.get("IWM", Decimal(0))
+    assert after["USD"] == before["USD"] - sum((f.fee for f in new_fills), Decimal(0)) + (
+        new_fills[1].price - new_fills[0].price
+    ) * 2
