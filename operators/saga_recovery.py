@@ -15,7 +15,8 @@ def airflow_run_state(ti: Any, dag_id: str, run_id: str) -> str | None:
     """The DagRun's state as Airflow reports it, or None when there is no such run (deleted)."""
     if not ti.get_dr_count(dag_id=dag_id, run_ids=[run_id]):
         return None
-    return str(ti.get_dagrun_state(dag_id=dag_id, run_id=run_id))
+    state = ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)
+    return str(getattr(state, "value", state))  # a DagRunState enum, or its value
 
 
 class SagaRecoveryOperator(BaseOperator):

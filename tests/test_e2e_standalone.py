@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -260,9 +261,13 @@ def test_saga_when_airflow_ends_the_run_without_compensate_then_recovery_compens
             return any(e.step == "buy_iwm" and e.outcome == "failed" for e in ledger.entries(run_id, dag_id))
 
         _wait(stalled, 180, "buy_tsla to act and buy_iwm to be retrying", interval=1)
-        if ending == "mark_failed":
+        if ending == "deleted":
+            # Airflow deletes only finished runs: mark it failed and delete it at once, away from
+            # the minute boundary where saga_recovery runs, so the run is gone when it looks.
+            _wait(lambda: 10 <= datetime.now(UTC).second <= 40, 60, "the middle of a minute", interval=0.5)
+        if ending in ("mark_failed", "deleted"):
             _api(standalone, "PATCH", f"dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
-        elif ending == "deleted":
+        if ending == "deleted":
             _api(standalone, "DELETE", f"dags/{dag_id}/dagRuns/{run_id}")
         expected = None if ending == "deleted" else "failed"
         _wait(lambda: _run_state(standalone, dag_id, run_id) == expected, 120, f"the run to be {expected}")

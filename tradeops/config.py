@@ -45,6 +45,9 @@ class VenueConfig(_Frozen):
     leverage: Decimal = Field(default=Decimal(5), gt=0)
     markets: tuple[str, ...]
     price_offset_bps: Decimal = Decimal(0)
+    # Paper venues: where spot fees come from. "quote" (default): every fee is paid in the quote
+    # asset. "received": spot buys pay the fee in the base asset they receive, as many exchanges do.
+    spot_fee_asset: Literal["quote", "received"] = "quote"
     funding_rates: dict[str, Decimal] = Field(default_factory=dict)
     initial_balances: dict[str, Decimal] = Field(default_factory=dict)
     withdrawal: dict[str, dict[str, NetworkRoute]] = Field(default_factory=dict)

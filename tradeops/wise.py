@@ -409,13 +409,14 @@ def send_transfer(
     engine = engine or get_engine()
     with _database_errors():
         PaperVenue(from_venue, settings, engine=engine).settle_transfers()  # credit what is due first
+        state = risk.get_state(engine).state  # read outside the venue lock (SQLite: one writer)
         try:
             with transaction(engine) as conn:
                 book.lock_venues(conn, [from_venue])
                 row = transfers.find_transfer(conn, transfer_id)
                 if row is None:
                     what = f"Wise transfer {transfer_id} ({amount} {currency} from {from_venue} to {to_venue})"
-                    risk.check_transfer(risk.get_state(engine).state, what, compensation=compensation)
+                    risk.check_transfer(state, what, compensation=compensation)
                     return _create_paper_transfer(conn, settings, transfer_id, from_venue, to_venue, currency, amount)
         except IntegrityError:
             with transaction(engine) as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tradeops.cli.output import print_json, print_table
-from tradeops.saga import ledger
+from tradeops.saga import ledger, store
 from tradeops.schema import require_current
 
 
@@ -43,6 +43,11 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(entries)
         return 0
+    for dag_id in sorted({e.dag_id for e in entries}):
+        saga = store.get_run(dag_id, args.run_id)
+        if saga is not None:
+            closed = f" by {saga.closed_by}: {saga.close_reason}" if saga.closed_by else ""
+            print(f"saga {dag_id}/{args.run_id}: {saga.status.value}{closed}")
     headers = ["at", "dag_id", "step", "map", "kind", "outcome", "try", "key", "note"]
     rows = [
         [

@@ -34,6 +34,7 @@ from sqlalchemy import Column, Connection, Engine, Index, Integer, String, Table
 from tradeops.db import UTCDateTime, get_engine, insert_unless_exists, lock_clause, metadata, transaction, utcnow
 from tradeops.errors import IdempotencyKeyReusedError, SagaClosedError
 from tradeops.model import to_jsonable
+from tradeops.saga import ledger
 
 saga_runs = Table(
     "saga_runs",
@@ -268,6 +269,21 @@ def get_run(dag_id: str, run_id: str, *, engine: Engine | None = None) -> SagaRu
     return None if row is None else _to_run(row)
 
 
+def _journal(dag_id: str, run_id: str, status: SagaStatus, by: str | None, reason: str | None) -> None:
+    """The saga-level change in the append-only ledger too (who and why), for ``tradeops saga show``."""
+    ledger.record(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id="saga",
+        map_index=-1,
+        step="saga",
+        kind="saga",
+        outcome=status.value,
+        idempotency_key="-",
+        detail={"reason": f"{by}: {reason}", "by": by},
+    )
+
+
 def _set_run(
     conn: Connection, dag_id: str, run_id: str, status: SagaStatus, *, by: str | None, reason: str | None
 ) -> None:
@@ -289,6 +305,8 @@ def begin_compensation(dag_id: str, run_id: str, *, by: str, reason: str, engine
         before = _to_run(row)
         if before.status not in CLOSED:
             _set_run(conn, dag_id, run_id, SagaStatus.COMPENSATING, by=by, reason=reason[:2000])
+    if before.status not in CLOSED and before.status is not SagaStatus.COMPENSATING:
+        _journal(dag_id, run_id, SagaStatus.COMPENSATING, by, reason)
     return before
 
 
@@ -301,6 +319,7 @@ def finish_compensation(
     with transaction(engine or get_engine()) as conn:
         _lock_run(conn, dag_id, run_id)
         _set_run(conn, dag_id, run_id, status, by=by, reason=reason[:2000])
+    _journal(dag_id, run_id, status, by, reason[:2000])
 
 
 def mark_completed(dag_id: str, run_id: str, *, by: str, engine: Engine | None = None) -> None:

@@ -122,7 +122,7 @@ def _reservation(spec: VenueSpec, request: OrderRequest) -> tuple[str | None, De
 
 def place(conn: Connection, spec: VenueSpec, request: OrderRequest, now: datetime) -> Order:
     """Create the order and fill it or rest it. Raises before anything is written on rejection."""
-    _base, quote, kind = spec.market(request.symbol)
+    kind = spec.market(request.symbol)[2]
     if kind is MarketKind.PERP and request.reduce_only:
         size = book.get_position(conn, spec.name, request.symbol).size
         check_reduce_only(spec, size, request.side, request.amount, request.client_order_id)
@@ -143,7 +143,7 @@ def place(conn: Connection, spec: VenueSpec, request: OrderRequest, now: datetim
             price=request.price,
             average_price=None,
             fee=ZERO,
-            fee_asset=quote,
+            fee_asset=fee_asset(spec, request),
             status=OrderStatus.OPEN.value,
             reduce_only=request.reduce_only,
             reserved_asset=None,
@@ -158,6 +158,15 @@ def place(conn: Connection, spec: VenueSpec, request: OrderRequest, now: datetim
     else:
         _reserve(conn, spec, request, order_id)
     return order_from_row(_order_row(conn, order_id))
+
+
+def fee_asset(spec: VenueSpec, request: OrderRequest) -> str:
+    """The asset an order's fee is taken in: the quote, except spot buys on a venue that takes
+    fees from what the account receives (``spot_fee_asset: received``), which pay in the base."""
+    base, quote, kind = spec.market(request.symbol)
+    if kind is MarketKind.SPOT and request.side is Side.BUY and spec.config.spot_fee_asset == "received":
+        return base
+    return quote
 
 
 def _take(conn: Connection, spec: VenueSpec, row: Row, mark: Decimal, now: datetime) -> None:
@@ -212,11 +221,14 @@ def _execute(
     """Fill the order (or ``amount`` of it) at ``price``: move balances / position, record the fill."""
     side = Side(row.side)
     amount = row.amount if amount is None else amount
-    fee = amount * price * spec.fee_rate(maker=maker)
+    base = spec.market(row.symbol)[0]
+    rate = spec.fee_rate(maker=maker)
+    fee = amount * rate if row.fee_asset == base else amount * price * rate
     if spec.market(row.symbol)[2] is MarketKind.PERP:
         _apply_perp(conn, spec, row.symbol, side.sign * amount, price, fee, check_funds=check_funds)
     else:
-        _apply_spot(conn, spec, row.symbol, side, amount, price, fee, check_funds=check_funds)
+        in_base = row.fee_asset == base
+        _apply_spot(conn, spec, row.symbol, side, amount, price, fee, check_funds=check_funds, fee_in_base=in_base)
     conn.execute(
         update(orders_table)
         .where(orders_table.c.order_id == row.order_id)
@@ -258,14 +270,16 @@ def _apply_spot(
     fee: Decimal,
     *,
     check_funds: bool,
+    fee_in_base: bool = False,
 ) -> None:
     base, quote, _kind = spec.market(symbol)
     cost = amount * price
     if side is Side.BUY:
+        quote_fee, base_fee = (Decimal(0), fee) if fee_in_base else (fee, Decimal(0))
         if check_funds:
-            book.require_available(conn, spec, quote, cost + fee, f"buying {amount} {base}")
-        book.change_balance(conn, spec.name, quote, free=-(cost + fee))
-        book.change_balance(conn, spec.name, base, free=amount)
+            book.require_available(conn, spec, quote, cost + quote_fee, f"buying {amount} {base}")
+        book.change_balance(conn, spec.name, quote, free=-(cost + quote_fee))
+        book.change_balance(conn, spec.name, base, free=amount - base_fee)
         return
     if check_funds:
         book.require_available(conn, spec, base, amount, f"selling {amount} {base}")
