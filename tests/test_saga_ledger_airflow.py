@@ -143,3 +143,24 @@ def test_undo_when_every_reverse_order_fills_only_partly_then_not_undone_halted_
     saga = store.get_run("saga_drill", run.run_id)
     assert saga.status is store.SagaStatus.NEEDS_HUMAN
     assert "buy_spot" in saga.close_reason
+
+
+def test_compensate_when_transfer_still_settling_then_waits_by_rescheduling_not_by_spending_retries(
+    paper_world: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for venue in ("okx", "binance"):
+        monkeypatch.setenv(f"TRADEOPS__VENUES__{venue.upper()}__WITHDRAWAL__USDT__TRC20__SETTLE_SECONDS", "12")
+    settings.cache_clear()
+
+    run = _drill().test(run_conf={"fail_at": "buy_spot", "error": "insufficient_funds"})
+
+    assert run.state == "failed"
+    undos = [e for e in ledger.entries(run.run_id, "saga_drill") if e.kind == "undo" and e.step == "move_usdt"]
+    outcomes = [e.outcome for e in undos]
+    assert outcomes[0] == "waiting" and outcomes[-1] == "undone"
+    assert "waiting" in outcomes[:-1] and set(outcomes[:-1]) == {"waiting"}
+    assert {e.try_number for e in undos} == {1}  # rescheduled while it waited: no retry spent
+    assert store.get_run("saga_drill", run.run_id).status is store.SagaStatus.COMPENSATED
+    from tradeops.venues.paper import PaperVenue
+
+    assert PaperVenue("okx", settings()).balances()["USDT"].total == Decimal(300000) - Decimal("0.8") - Decimal("1")
