@@ -31,11 +31,11 @@ from sqlalchemy import create_engine, text
 
 from tradeops import risk
 from tradeops.config import settings
-from tradeops.schema import require_current
 from tradeops.event_inbox import dead_letter_counts, handled_count
 from tradeops.events import build_event
 from tradeops.kafka.producer import publish
 from tradeops.model import OrderRequest, Side
+from tradeops.schema import require_current
 from tradeops.venues.paper import PaperVenue
 
 STOP_DAG = "emergency_stop_loss_saga"

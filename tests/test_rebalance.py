@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tradeops.config import Settings, load_settings, settings
-from tradeops.errors import InvalidOrderError, TemporaryVenueError
+from tradeops.errors import InvalidOrderError, StillSettlingError
 from tradeops.rebalance import (
     TRANSFER_ACTION,
     PlannedTransfer,
@@ -452,7 +452,7 @@ def test_undo_rebalance_transfer_when_wise_leg_settled_then_received_amount_sent
 
     # there: fee 1.10 + 43.00 = 44.10, 9955.90 arrives; back: fee 1.10 + 42.81 = 43.91, 9911.99 arrives
     assert undone.outcome is UndoOutcome.UNDONE and again.outcome is UndoOutcome.UNDONE
-    assert "already sent back" in again.detail["reason"]
+    assert again.detail["reverse"]["transfer_id"] == undone.detail["reverse"]["transfer_id"]
     balances = paper_balances()
     assert (balances["alpaca"]["USD"], balances["binance"]["USD"]) == (D("279911.99"), D(32500))
 
@@ -465,17 +465,18 @@ def test_undo_rebalance_transfer_when_wise_step_never_ran_then_nothing_to_undo(p
     assert result.outcome is UndoOutcome.NOTHING_TO_UNDO
 
 
-def test_undo_rebalance_transfer_when_wise_leg_still_pending_then_temporary_error(
+def test_undo_rebalance_transfer_when_wise_leg_still_pending_then_waits_until_it_is_due(
     paper_world: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRADEOPS__WISE__PAPER_SETTLE_SECONDS", "3600")
     settings.cache_clear()
     step = {"venue": "alpaca", "asset": "USD", "amount": "10000", "to_venue": "binance", "network": "wise"}
     key = idempotency_key("auto_rebalance_saga", "run-pending", "transfer_0")
-    actions.rebalance_transfer(step, key)
+    sent = actions.rebalance_transfer(step, key)
 
-    with pytest.raises(TemporaryVenueError, match="still pending"):
+    with pytest.raises(StillSettlingError, match="still on its way") as waiting:
         actions.undo_rebalance_transfer(step, key)
+    assert waiting.value.until is not None and waiting.value.until.isoformat() == sent["settles_at"]
 
 
 def test_rebalance_transfer_when_wise_venue_is_not_a_fiat_account_then_invalid_order(paper_world: None) -> None:
