@@ -53,19 +53,25 @@ def _open_book() -> None:
 
 
 def _assert_flat_everywhere() -> None:
-    for name, config in settings().venues.items():
+    cash = settings().cash_assets()
+    for name in settings().venues:
         venue = _venue(name)
         assert venue.positions() == [], name
         assert venue.open_orders() == [], name
-        if config.asset_class == "equity":
-            held = {a: b.total for a, b in venue.balances().items() if a != "USD"}
-            assert all(v == 0 for v in held.values()), held
+        held = {a: b.total for a, b in venue.balances().items() if a not in cash}
+        assert all(v <= settings().stop_loss.dust_of(a) for a, v in held.items()), (name, held)
 
 
-def _reports_after(bootstrap: str, start: dict[int, int]) -> list[dict[str, Any]]:
+def _short_stop(monkeypatch: pytest.MonkeyPatch, seconds: str) -> None:
+    """Give the stop only ``seconds`` to get flat (a venue that never comes back ends it sooner)."""
+    monkeypatch.setenv("TRADEOPS__STOP_LOSS__MAX_DURATION_SECONDS", seconds)
+    settings.cache_clear()
+
+
+def _reports_after(bootstrap: str, start: dict[int, int], stage: str = "final") -> list[dict[str, Any]]:
     messages = read_from(bootstrap, settings().kafka.topics.risk_alerts, start, polls=40)
     found = [json.loads(m.value()) for m in messages]
-    return [m for m in found if m.get("event_type") == "stop_loss_report"]
+    return [m for m in found if m.get("event_type") == "stop_loss_report" and m.get("stage") == stage]
 
 
 def _end_offsets(bootstrap: str) -> dict[int, int]:
@@ -89,7 +95,8 @@ def test_stop_loss_when_critical_alert_then_halted_flat_everywhere_and_report_pu
     report = parse_event(reports[0])
     assert report.all_flat and report.trigger_event_ids == (alert["event_id"],)
     assert {v.venue for v in report.venues} == set(settings().venues)
-    assert sum(v.positions_closed for v in report.venues) == 3 + 2  # 3 perps + TSLA and IWM shares
+    # 3 perps, BTC and ETH spot on 3 venues, TSLA and IWM shares
+    assert sum(v.positions_closed for v in report.venues) == 3 + 6 + 2
     assert sum(v.orders_canceled for v in report.venues) == 1
 
 
@@ -106,8 +113,9 @@ def test_stop_loss_when_a_venue_fails_its_first_close_then_still_flat_everywhere
 
 
 def test_stop_loss_when_a_venue_keeps_failing_then_others_flat_and_run_failed(
-    paper_world: None, kafka_bootstrap: str
+    paper_world: None, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _short_stop(monkeypatch, "3")
     _open_book()
     _venue("okx").inject_fault("open_orders", "operational", times=100)
     before = _end_offsets(kafka_bootstrap)

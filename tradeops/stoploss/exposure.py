@@ -154,9 +154,10 @@ def measure(venue: Venue, settings: Settings, own_order_ids: Set[str]) -> VenueS
     for position in positions:
         perps.setdefault(parse_symbol(position.symbol)[0], []).append(position)
     held = {asset for asset, balance in balances.items() if asset not in cash and balance.total != 0}
+    listed = {parse_symbol(symbol)[0] for symbol in config.markets} - cash
     exposures = []
     unsellable = []
-    for asset in sorted(held | set(perps)):
+    for asset in sorted(held | listed | set(perps)):
         market = spot_market(config, asset, cash)
         exposure = _asset_exposure(
             venue, asset, balances.get(asset), perps.get(asset, []), market, settings.stop_loss.dust_of(asset)
