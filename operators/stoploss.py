@@ -32,6 +32,7 @@ from tradeops.venues.factory import open_venue
 
 REPORT_XCOM_KEY = "flatten_reports"
 EVENTS_XCOM_KEY = "events"
+REDELIVERED_XCOM_KEY = "only_redelivered"
 # The flatten task may run for stop_loss.max_duration_seconds (capped at the limit) plus one round.
 STOP_TASK_TIMEOUT = timedelta(seconds=STOP_LOSS_MAX_DURATION_LIMIT_SECONDS) + timedelta(minutes=5)
 # The run: the flatten (retries continue the same deadline) plus the report.
@@ -87,6 +88,7 @@ class EmergencyStopOperator(BaseOperator):
             events = claim_new_events(context, consumer=self.dag_id, event_types=self.event_types, log=self.log)
         except AirflowSkipException:
             undo_halt_for_redelivery(before, halted, context["run_id"], self.log)
+            ti.xcom_push(key=REDELIVERED_XCOM_KEY, value=True)
             raise
         ti.xcom_push(key=EVENTS_XCOM_KEY, value=events)
         self.log.critical("Emergency stop for %d event(s)", len(events))
@@ -159,8 +161,13 @@ class StopLossReportOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
         events = ti.xcom_pull(task_ids=self.stop_task_id, key=EVENTS_XCOM_KEY)
+        if not events and ti.xcom_pull(task_ids=self.stop_task_id, key=REDELIVERED_XCOM_KEY):
+            raise AirflowSkipException("only events an earlier run handled: nothing was stopped")
         if not events:
-            raise AirflowSkipException("no new events were claimed: nothing was stopped")
+            raise AirflowFailException(
+                f"{self.stop_task_id} ended before its events were claimed: trading is HALTED, nothing was "
+                "flattened; read its log, then clear it"
+            )
         reports = ti.xcom_pull(task_ids=self.stop_task_id, key=REPORT_XCOM_KEY) or []
         by_venue = {r["venue"]: r for r in reports}
         snapshot = [by_venue.get(v) or not_measured(v, "flatten never ran") for v in sorted(settings().venues)]
