@@ -199,8 +199,9 @@ def _hedged_desk() -> None:
 
 
 def test_stop_loss_when_spot_long_perp_short_on_three_venues_then_both_legs_closed_and_net_zero(
-    paper_world: None, kafka_bootstrap: str
+    paper_world: None, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _short_stop(monkeypatch, "20")  # flat in one round; a regression fails in seconds, not 30 min
     _hedged_desk()
     before = _end_offsets(kafka_bootstrap)
 
