@@ -76,6 +76,11 @@ def _reports_after(bootstrap: str, start: dict[int, int], stage: str = "final") 
     return [m for m in found if m.get("event_type") == "stop_loss_report" and m.get("stage") == stage]
 
 
+def _task_log(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """What the tasks logged: printed by Airflow's task logging, or as records (either, by test order)."""
+    return capfd.readouterr().out + caplog.text
+
+
 def _end_offsets(bootstrap: str) -> dict[int, int]:
     return end_offsets(bootstrap, settings().kafka.topics.risk_alerts)
 
@@ -227,7 +232,7 @@ def test_stop_loss_when_spot_long_perp_short_on_three_venues_then_both_legs_clos
 
 
 def test_stop_loss_when_a_venue_fails_for_90_seconds_then_flattened_once_it_answers(
-    paper_world: None, kafka_bootstrap: str, capfd: pytest.CaptureFixture[str]
+    paper_world: None, kafka_bootstrap: str, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     _open_book()
     bybit = _venue("bybit")
@@ -256,12 +261,16 @@ def test_stop_loss_when_a_venue_fails_for_90_seconds_then_flattened_once_it_answ
     assert final.all_flat
     rounds = next(v for v in final.venues if v.venue == "bybit").rounds
     assert rounds >= 5
-    task_log = capfd.readouterr().out
+    task_log = _task_log(capfd, caplog)
     assert all(f"Stop bybit round {n}:" in task_log for n in range(1, rounds + 1))  # a progress line a round
 
 
 def test_stop_loss_when_a_venue_never_answers_then_run_failed_naming_it_and_others_flat(
-    paper_world: None, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    paper_world: None,
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     _short_stop(monkeypatch, "4")
     _open_book()
@@ -275,7 +284,7 @@ def test_stop_loss_when_a_venue_never_answers_then_run_failed_naming_it_and_othe
         assert _venue(name).positions() == [] and _venue(name).open_orders() == [], name
     _venue("okx").clear_faults()
     assert _venue("okx").positions() != []
-    assert "NOT FLAT: okx (not_flat; still failing after" in capfd.readouterr().out  # the task failure
+    assert "NOT FLAT: okx (not_flat; still failing after" in _task_log(capfd, caplog)  # the task failure
     report = parse_event(_reports_after(kafka_bootstrap, before)[0])
     assert not report.all_flat
     assert [v.venue for v in report.venues if not v.flat] == ["okx"]
