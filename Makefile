@@ -67,7 +67,7 @@ lock:
 	.lock-venv/bin/pip install --quiet --upgrade pip
 	.lock-venv/bin/pip install --quiet "apache-airflow==3.3.2" apache-airflow-providers-apache-kafka \
 	  apache-airflow-providers-cncf-kubernetes apache-airflow-providers-common-messaging \
-	  apache-airflow-providers-standard confluent-kafka ccxt requests boto3 pandas scikit-learn mlflow \
+	  apache-airflow-providers-standard confluent-kafka ccxt requests boto3 pandas exchange-calendars scikit-learn mlflow \
 	  pytest pyyaml sqlalchemy
 	{ echo "# The whole resolved dependency set, pinned (Python 3.11/3.12). Regenerate with: make lock"; \
 	  .lock-venv/bin/pip freeze; } > requirements.txt

@@ -35,6 +35,21 @@ def _conf_payloads(context: Context) -> list[Any]:
     return [{"event": event, "reason": "given in the run's conf", "watcher": "manual"} for event in events]
 
 
+def raw_event_reasons(context: Context) -> list[str]:
+    """The ``reason`` of each event the run carries, read without validating or claiming anything
+    (and never raising): what the emergency stop writes into HALTED before its first I/O."""
+    try:
+        payloads = _asset_event_payloads(context) + _conf_payloads(context)
+    except Exception:  # an unreadable conf must not delay HALTED; claiming reports it next
+        return []
+    reasons = []
+    for payload in payloads:
+        event = payload.get("event") if isinstance(payload, dict) else None
+        reason = (event.get("reason") or event.get("event_type")) if isinstance(event, dict) else None
+        reasons.append(str(reason or "unreadable event"))
+    return reasons
+
+
 def claim_new_events(
     context: Context, *, consumer: str, event_types: Iterable[str] | None = None, log: Any = None
 ) -> list[dict[str, Any]]:

@@ -81,6 +81,9 @@ class PaperConfig(_Frozen):
     ohlcv_days: int = Field(default=30, gt=0)
     ohlcv_timeframe: Literal["1h"] = "1h"
     volatility_bps: Decimal = Field(default=Decimal(60), ge=0)
+    # Trading sessions of paper equity venues: "always_open" (deterministic, the default) or
+    # "xnys" (NYSE regular hours, holidays and early closes; orders outside them wait for the open).
+    equity_sessions: Literal["always_open", "xnys"] = "always_open"
 
 
 class ThresholdsConfig(_Frozen):
@@ -120,6 +123,41 @@ class SagaConfig(_Frozen):
     # A live withdrawal whose answer was lost counts as "not sent" only when the venue's history
     # still does not show it this long after the attempt (venues list withdrawals with a delay).
     withdrawal_history_lag_seconds: int = Field(default=120, ge=0)
+
+
+# The longest an emergency stop may keep trying (the DAG's timeouts are sized from it).
+STOP_LOSS_MAX_DURATION_LIMIT_SECONDS = 2700
+
+
+class StopLossConfig(_Frozen):
+    """The emergency stop: how long it keeps trying, how it backs off, what counts as flat."""
+
+    max_duration_seconds: float = Field(default=1800.0, gt=0, le=STOP_LOSS_MAX_DURATION_LIMIT_SECONDS)
+    backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    backoff_factor: float = Field(default=2.0, ge=1)
+    backoff_max_seconds: float = Field(default=15.0, gt=0)
+    # The first stop_loss_report goes out once every venue finished its first round, or after this.
+    first_report_after_seconds: float = Field(default=5.0, gt=0)
+    # A balance at or under its asset's threshold (base units) counts as flat; unlisted assets: 0.
+    dust: dict[str, Decimal] = Field(default_factory=dict)
+    # Assets held as cash besides the quote assets of the configured markets (never sold).
+    cash_assets: tuple[str, ...] = ()
+
+    @field_validator("dust")
+    @classmethod
+    def _dust_not_negative(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        negative = sorted(asset for asset, amount in value.items() if amount < 0)
+        if negative:
+            raise ValueError(f"dust thresholds must not be negative: {negative}")
+        return value
+
+    def dust_of(self, asset: str) -> Decimal:
+        return self.dust.get(asset, Decimal(0))
+
+    def backoff(self, round_number: int) -> float:
+        """Seconds to wait after round ``round_number`` (1-based) before the next one."""
+        exponent = min(round_number - 1, 64)
+        return float(min(self.backoff_initial_seconds * self.backoff_factor**exponent, self.backoff_max_seconds))
 
 
 class HedgeConfig(_Frozen):
@@ -190,6 +228,7 @@ class Settings(_Frozen):
     hedge: HedgeConfig = HedgeConfig()
     rebalance: RebalanceConfig = RebalanceConfig()
     wise: WiseConfig = WiseConfig()
+    stop_loss: StopLossConfig = StopLossConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
@@ -221,6 +260,12 @@ class Settings(_Frozen):
             for asset, networks in config.deposit_addresses.items()
             for network, address in networks.items()
         }
+
+    def cash_assets(self) -> frozenset[str]:
+        """Assets the emergency stop keeps: every quote asset of a configured market, plus
+        ``stop_loss.cash_assets`` (so a venue's fiat account is cash even where it quotes nothing)."""
+        quotes = {parse_symbol(m)[1] for config in self.venues.values() for m in config.markets}
+        return frozenset(quotes | set(self.stop_loss.cash_assets))
 
     def venue(self, name: str) -> VenueConfig:
         try:

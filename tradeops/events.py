@@ -164,28 +164,53 @@ class CriticalAlert(EventBase):
     scope: Name | None = Field(default=None, description="what is affected: a venue, a symbol, 'global'")
 
 
+class AssetExposureState(BaseModel):
+    """One base asset: spot + perp = net, in base units and in ``quote`` (None: no price here).
+    ``flat``: the spot leg is within ``dust`` and the perp leg is zero (desk-wide: |net| <= dust)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    asset: Asset
+    quote: Asset | None = None
+    spot: Decimal
+    perp: Decimal
+    net: Decimal
+    net_quote: Decimal | None = None
+    dust: Decimal = Field(default=Decimal(0), ge=0)
+    flat: bool
+
+
 class VenueFlatState(BaseModel):
-    """How one venue ended an emergency stop."""
+    """How one venue stands in an emergency stop. ``status``: ``flat``; ``pending_open`` (only
+    equity exit orders waiting for the next regular session are left: not flat); ``not_flat``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     venue: Name
     flat: bool
+    status: Literal["flat", "not_flat", "pending_open"] | None = None
+    rounds: int = Field(default=0, ge=0)
     orders_canceled: int = Field(ge=0)
     positions_closed: int = Field(ge=0)
     open_positions: int = Field(ge=0)
     open_orders: int = Field(ge=0)
+    exposures: tuple[AssetExposureState, ...] = ()
+    pending_open: tuple[Name, ...] = ()
+    unsellable: tuple[Asset, ...] = ()
     error: Text | None = None
 
 
 class StopLossReport(EventBase):
-    """The outcome of an emergency stop, published to ``risk-alerts`` (informational: it never
-    triggers another stop)."""
+    """The state of an emergency stop, published to ``risk-alerts`` (informational: it never
+    triggers another stop). ``stage``: ``first`` is sent within seconds of the start (what is flat,
+    what is not yet), ``final`` when the stop ended. ``net_exposure`` adds up every venue."""
 
     event_type: Literal["stop_loss_report"] = "stop_loss_report"
+    stage: Literal["first", "final"] = "final"
     trading_state: Literal["ACTIVE", "REDUCING", "HALTED"]
     trigger_event_ids: tuple[str, ...] = ()
     venues: tuple[VenueFlatState, ...] = Field(min_length=1)
+    net_exposure: tuple[AssetExposureState, ...] = ()
     all_flat: bool
     run_id: str | None = Field(default=None, max_length=250)
 
@@ -238,12 +263,14 @@ REGISTRY: dict[str, EventSpec] = {
         StopLossReport,
         "risk_alerts",
         {
+            "stage": "final",
             "trading_state": "HALTED",
             "all_flat": True,
             "venues": [
                 {
                     "venue": "binance",
                     "flat": True,
+                    "status": "flat",
                     "orders_canceled": 1,
                     "positions_closed": 2,
                     "open_positions": 0,

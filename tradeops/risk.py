@@ -84,6 +84,30 @@ def set_state(state: TradingState, *, reason: str, changed_by: str, engine: Engi
     return StateRecord(state=state, reason=reason, changed_by=changed_by, changed_at=now)
 
 
+def restore_state(
+    expected: StateRecord, previous: StateRecord, *, reason: str, changed_by: str, engine: Engine | None = None
+) -> bool:
+    """Compare-and-set: put ``previous.state`` back only while the current state is still exactly
+    ``expected`` (same state, reason, author and time). False, and nothing written, when anyone
+    changed it since: a later change always wins over an undo."""
+    if not reason.strip():
+        raise ValueError("a reason is required to change the trading state")
+    table = trading_state_table
+    values = {"state": previous.state.value, "reason": reason, "changed_by": changed_by, "changed_at": utcnow()}
+    still_ours = update(table).where(
+        table.c.id == 1,
+        table.c.state == expected.state.value,
+        table.c.reason == expected.reason,
+        table.c.changed_by == expected.changed_by,
+        table.c.changed_at == expected.changed_at,
+    )
+    with transaction(engine or get_engine()) as conn:
+        if not conn.execute(still_ours.values(**values)).rowcount:
+            return False
+        conn.execute(insert(trading_state_history).values(**values))
+    return True
+
+
 def history(limit: int = 20, engine: Engine | None = None) -> list[StateRecord]:
     with transaction(engine or get_engine()) as conn:
         rows = conn.execute(

@@ -46,6 +46,7 @@ from tradeops.venues import paper_ohlcv as ohlcv_gen
 from tradeops.venues import paper_trading as trading
 from tradeops.venues import paper_transfers as transfers
 from tradeops.venues.base import Venue
+from tradeops.venues.equity_sessions import session_model
 from tradeops.venues.paper_book import VenueSpec
 from tradeops.venues.paper_faults import FaultError, FaultPhase
 from tradeops.venues.paper_funding import FundingPayment
@@ -121,7 +122,7 @@ class PaperVenue(Venue):
             raise ConfigError(f"venues.{name}.kind", f"PaperVenue needs kind 'paper', got '{config.kind}'")
         self.name = name
         self._settings = settings
-        self._spec = VenueSpec(name, config)
+        self._spec = VenueSpec(name, config, sessions=session_model(settings.paper.equity_sessions))
         self._engine = engine or get_engine()
         self._clock = clock
 

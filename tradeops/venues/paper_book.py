@@ -7,7 +7,8 @@ Every function here runs inside a caller's transaction; callers hold the venue l
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Connection, Row, insert, select, update
@@ -16,6 +17,7 @@ from tradeops.config import VenueConfig
 from tradeops.db import lock_clause
 from tradeops.errors import InsufficientFundsError, InvalidOrderError, OperationalError
 from tradeops.model import MarketKind, parse_symbol
+from tradeops.venues.equity_sessions import ALWAYS_OPEN, SessionModel, waits_for_open
 from tradeops.venues.paper_tables import balances_table, markets_table, positions_table, venues_table
 
 ZERO = Decimal(0)
@@ -24,10 +26,15 @@ BPS = Decimal(10_000)
 
 @dataclass(frozen=True)
 class VenueSpec:
-    """A paper venue's name and static configuration."""
+    """A paper venue's name, static configuration and (equity venues) trading sessions."""
 
     name: str
     config: VenueConfig
+    sessions: SessionModel = field(default=ALWAYS_OPEN, compare=False)
+
+    def queues_for_open(self, now: datetime) -> bool:
+        """True when an order on this venue placed ``now`` waits for the next regular open."""
+        return self.config.asset_class == "equity" and waits_for_open(self.sessions, now)
 
     def market(self, symbol: str) -> tuple[str, str, MarketKind]:
         """(base, quote, kind) of a symbol listed on this venue, else ``InvalidOrderError``."""

@@ -2,7 +2,9 @@
 
 Market orders and marketable limit orders fill at once at the mark price as taker. A limit
 order that is not marketable rests as OPEN with its funds reserved (balance ``used``) and fills
-at its limit price as maker when a new mark price crosses it.
+at its limit price as maker when a new mark price crosses it. On an equity venue outside
+regular hours (``paper.equity_sessions``) every order rests, queued for the open: nothing fills
+until a mark price set in regular hours (a queued market order then fills at that mark as taker).
 """
 
 from __future__ import annotations
@@ -104,13 +106,13 @@ def _is_marketable(side: Side, limit: Decimal, mark: Decimal) -> bool:
     return mark <= limit if side is Side.BUY else mark >= limit
 
 
-def _reservation(spec: VenueSpec, request: OrderRequest) -> tuple[str | None, Decimal]:
-    """(asset, amount) a resting limit order holds: enough to pay its fill plus the maker fee."""
+def _reservation(spec: VenueSpec, request: OrderRequest, price: Decimal | None) -> tuple[str | None, Decimal]:
+    """(asset, amount) a resting order holds: enough to pay its fill at ``price`` plus the fee."""
     base, quote, kind = spec.market(request.symbol)
-    if request.price is None:
+    if price is None:
         raise InvalidOrderError(f"{spec.name}: limit order {request.client_order_id} has no price")
-    notional = request.amount * request.price
-    fee = notional * spec.fee_rate(maker=True)
+    notional = request.amount * price
+    fee = notional * spec.fee_rate(maker=request.order_type is OrderType.LIMIT)
     if kind is MarketKind.PERP:
         if request.reduce_only:
             return None, ZERO
@@ -153,10 +155,13 @@ def place(conn: Connection, spec: VenueSpec, request: OrderRequest, now: datetim
         )
     )
     row = _order_row(conn, order_id)
-    if request.order_type is OrderType.MARKET or _is_marketable(request.side, request.price or mark, mark):
+    if spec.queues_for_open(now):
+        _reserve(conn, spec, request, order_id, request.price or mark)
+        log.info("%s queued %s for the open (outside regular trading hours)", spec.name, order_id)
+    elif request.order_type is OrderType.MARKET or _is_marketable(request.side, request.price or mark, mark):
         _take(conn, spec, row, mark, now)
     else:
-        _reserve(conn, spec, request, order_id)
+        _reserve(conn, spec, request, order_id, request.price)
     return order_from_row(_order_row(conn, order_id))
 
 
@@ -187,8 +192,8 @@ def _take(conn: Connection, spec: VenueSpec, row: Row, mark: Decimal, now: datet
     )
 
 
-def _reserve(conn: Connection, spec: VenueSpec, request: OrderRequest, order_id: str) -> None:
-    asset, amount = _reservation(spec, request)
+def _reserve(conn: Connection, spec: VenueSpec, request: OrderRequest, order_id: str, price: Decimal | None) -> None:
+    asset, amount = _reservation(spec, request, price)
     if asset is None:
         return
     book.require_available(conn, spec, asset, amount, f"limit order {request.client_order_id}")
@@ -336,7 +341,10 @@ def cancel(conn: Connection, spec: VenueSpec, row: Row, now: datetime) -> None:
 
 
 def match_resting(conn: Connection, spec: VenueSpec, symbol: str, now: datetime) -> list[Order]:
-    """Fill, as maker at their limit price, the open orders that the current mark crosses."""
+    """Fill, as maker at their limit price, the open orders that the current mark crosses (and
+    market orders queued for the open, as taker at the mark); nothing outside trading hours."""
+    if spec.queues_for_open(now):
+        return []
     mark = book.mark_of(conn, spec.name, symbol)
     rows = conn.execute(
         select(orders_table)
@@ -349,14 +357,16 @@ def match_resting(conn: Connection, spec: VenueSpec, symbol: str, now: datetime)
     ).all()
     filled: list[Order] = []
     for row in rows:
-        if not _is_marketable(Side(row.side), row.price, mark):
+        queued_market = row.order_type == OrderType.MARKET.value
+        if not queued_market and not _is_marketable(Side(row.side), row.price, mark):
             continue
-        if _fill_resting(conn, spec, row, now):
+        price = mark if queued_market else row.price
+        if _fill_resting(conn, spec, row, now, price=price, maker=not queued_market):
             filled.append(order_from_row(_order_row(conn, row.order_id)))
     return filled
 
 
-def _fill_resting(conn: Connection, spec: VenueSpec, row: Row, now: datetime) -> bool:
+def _fill_resting(conn: Connection, spec: VenueSpec, row: Row, now: datetime, *, price: Decimal, maker: bool) -> bool:
     """Fill one resting order; a reduce-only order the position no longer allows is canceled."""
     if row.reduce_only:
         size = book.get_position(conn, spec.name, row.symbol).size
@@ -367,5 +377,5 @@ def _fill_resting(conn: Connection, spec: VenueSpec, row: Row, now: datetime) ->
             cancel(conn, spec, row, now)
             return False
     _release(conn, spec, row)
-    _execute(conn, spec, row, price=row.price, maker=True, now=now, check_funds=False)
+    _execute(conn, spec, row, price=price, maker=maker, now=now, check_funds=False)
     return True
