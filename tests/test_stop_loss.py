@@ -295,9 +295,8 @@ def test_stop_loss_when_claiming_the_events_fails_then_trading_is_halted_anyway(
 ) -> None:
     from sqlalchemy import text
 
-    from tradeops.db import get_engine, init_db
+    from tradeops.db import get_engine
 
-    init_db()
     with get_engine().begin() as conn:  # the event inbox refuses every write, as a broken disk would
         conn.execute(
             text(
