@@ -126,11 +126,13 @@ def _trade_back(venue: GuardedVenue, request: OrderRequest, key: str, target: De
     was rejected or filled only partly leaves the rest for the next attempt. Returns what is
     still left (signed; zero when done) and the reverse orders.
     """
-    is_perp = parse_symbol(request.symbol)[2] is MarketKind.PERP
+    base, _quote, kind = parse_symbol(request.symbol)
+    is_perp = kind is MarketKind.PERP
+    dust = load_settings().stop_loss.dust_of(base)  # below a lot: cannot be traded, counts as done
     left = target
     reverses: list[Order] = []
     for attempt in range(1, MAX_REVERSE_ATTEMPTS + 1):
-        if left == 0:
+        if abs(left) <= dust:
             break
         attempt_key = reverse_key(key, attempt)
         order = _settled_order(venue, attempt_key, request.symbol)
@@ -157,8 +159,9 @@ def undo_place_order(params: Params, key: str) -> UndoResult:
 
     Cancels what is still open, then trades back the fills (reduce-only for perps, exit-only
     so it passes while HALTED). "Undone" means the reverse orders' fills bring the exposure the
-    step added back to zero; an expired, rejected or partly filled reverse order is followed by
-    another attempt, and what is still left after them is an error for a human. An order the
+    step added back to zero (within the asset's ``stop_loss.dust``, what no order can trade); an
+    expired, rejected or partly filled reverse order is followed by another attempt, and what is
+    still left after them is an error for a human. An order the
     venue cannot find is "nothing to undo" only on a venue that finds every order by client id;
     elsewhere it is an unknown outcome.
     """
@@ -176,8 +179,8 @@ def undo_place_order(params: Params, key: str) -> UndoResult:
     if target == 0:
         return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": f"order {order.status.value}, nothing filled"})
     left, reverses = _trade_back(venue, request, key, target)
-    detail = {"original": to_jsonable(order), "reverses": to_jsonable(reverses)}
-    if left != 0:
+    detail = {"original": to_jsonable(order), "reverses": to_jsonable(reverses), "left": to_jsonable(left)}
+    if abs(left) > load_settings().stop_loss.dust_of(parse_symbol(request.symbol)[0]):
         raise UndoIncompleteError(
             f"undo of order {key} on {request.venue}: the step changed {request.symbol} exposure by {target}; "
             f"after {len(reverses)} reverse order(s) {left} is still not traded back "
