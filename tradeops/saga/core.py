@@ -308,18 +308,7 @@ def compensate(records: Iterable[CompensationRecord], *, try_number: int = 1) ->
 
 
 def _record_of(row: store.StepRow) -> CompensationRecord:
-    return CompensationRecord(
-        dag_id=row.dag_id,
-        run_id=row.run_id,
-        task_id=row.task_id,
-        map_index=row.map_index,
-        step_index=row.step_index,
-        step=row.step,
-        action=row.action,
-        undo=row.undo,
-        params=row.params,
-        idempotency_key=row.idempotency_key,
-    )
+    return CompensationRecord.from_dict(asdict(row))  # a StepRow holds every record field
 
 
 def recorded_steps(dag_id: str, run_id: str) -> list[CompensationRecord]:
