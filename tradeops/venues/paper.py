@@ -215,7 +215,7 @@ class PaperVenue(Venue):
 
     def _funding_rate(self, conn: Connection, symbol: str) -> FundingRate:
         market = book.market_row(conn, self.name, symbol)
-        interval = self.config.funding_interval_hours
+        interval = self.config.funding_interval(symbol)
         return FundingRate(
             venue=self.name,
             symbol=symbol,
