@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 KEEP_WITHIN_BPS = Decimal(1)
+# Lease names: one per symbol, so the cron and the event hedge never act on one symbol at once.
+HEDGE_LEASE_PREFIX = "hedge:"
 # The saga step each hedge leg runs (a string: DAG files must not import venue code to parse).
 HEDGE_ACTION = "tradeops.position_steps.set_perp_position"
 
@@ -371,6 +373,11 @@ class HedgePlan:
         )
 
 
+def hedge_lease_names(symbols: Iterable[str]) -> list[str]:
+    """The lease of each symbol (``hedge:BTC/USDT:USDT``), in the order every run takes them."""
+    return sorted(f"{HEDGE_LEASE_PREFIX}{symbol}" for symbol in set(symbols))
+
+
 def hedge_symbols(named: Iterable[str], settings: Settings) -> list[str]:
     """The configured hedge symbols among ``named`` (e.g. the symbols of funding-rate events)."""
     return sorted(set(named) & set(settings.hedge.symbols))
@@ -637,6 +644,7 @@ def _position_problem(snapshot: FundingSnapshot, target: VenueTarget) -> str | N
 
 __all__ = [
     "HEDGE_ACTION",
+    "HEDGE_LEASE_PREFIX",
     "KEEP_WITHIN_BPS",
     "Adjustment",
     "AdjustmentStatus",
@@ -649,6 +657,7 @@ __all__ = [
     "VenueFailure",
     "VenueTarget",
     "frozen_symbols",
+    "hedge_lease_names",
     "hedge_symbols",
     "plan_hedge",
     "snapshot_funding",
