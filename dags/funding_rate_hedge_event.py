@@ -8,6 +8,7 @@ from airflow.sdk import DAG
 
 from operators.events import ClaimEventsOperator
 from operators.hedging import (
+    HEDGE_STEP_RETRIES,
     AcquireHedgeLeasesSensor,
     FundingSnapshotOperator,
     PlanHedgeOperator,
@@ -52,7 +53,7 @@ with DAG(
     )
     snapshot = FundingSnapshotOperator(task_id="snapshot_funding", events=claim.output)
     plan = PlanHedgeOperator(task_id="plan_hedge", snapshot=snapshot.output)
-    steps, compensate = mapped_saga("adjust_hedge", HEDGE_ACTION, plan.output)
+    steps, compensate = mapped_saga("adjust_hedge", HEDGE_ACTION, plan.output, **HEDGE_STEP_RETRIES)
     verify = VerifyHedgeOperator(task_id="verify_hedge", plan_task_id="plan_hedge")
     release = ReleaseLeasesOperator(task_id="release_leases", prefix=HEDGE_LEASE_PREFIX).as_teardown(setups=leases)
     claim >> leases >> snapshot

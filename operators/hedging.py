@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from operators.leases import AcquireLeasesSensor
+from operators.saga import SAGA_RETRY_POLICY
 from tradeops import risk
 from tradeops.config import Settings, settings
 from tradeops.db import init_db
@@ -27,6 +28,17 @@ from tradeops.hedging import (
 from tradeops.venues.factory import open_venue
 
 PLAN_XCOM_KEY = "hedge_plan"
+
+# Retries of the mapped hedge legs, given to ``mapped_saga`` explicitly: ``.partial()`` never runs
+# ``SagaStepOperator.__init__``, so its retry defaults do not reach mapped steps. A temporary venue
+# error (e.g. a timeout after the order went through) retries; the retry finds its order by key.
+HEDGE_STEP_RETRIES: dict[str, Any] = {
+    "retries": 4,
+    "retry_delay": timedelta(seconds=5),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=2),
+    "retry_policy": SAGA_RETRY_POLICY,
+}
 
 
 def _crypto_venues(loaded: Settings) -> dict[str, Any]:
