@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,27 +156,30 @@ def _release_when_both_wait(blocker: str, seen: dict[str, Any]) -> None:
     leases.release("hedge:BTC/USDT:USDT", blocker)
 
 
-def _cron_in_subprocess() -> subprocess.Popen[str]:
+def _cron_in_subprocess(log: Path) -> subprocess.Popen[bytes]:
+    """The cron hedge's ``dag.test()`` in its own process (output to ``log``: a full pipe would
+    stall it while it holds a database lock)."""
     code = "from tests.dag_files import load_dag; print('STATE', load_dag('funding_rate_hedge_cron').test().state)"
-    return subprocess.Popen(
-        [sys.executable, "-c", code], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=os.environ.copy(), stdout=out, stderr=out)
 
 
 def test_cron_and_event_hedge_when_raced_on_one_symbol_then_each_waits_for_the_lease_and_hedge_placed_once(
-    paper_world: None, kafka_bootstrap: str
+    paper_world: None, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     [event] = deliver(kafka_bootstrap, "funding_deviation", "funding-rate-deviation", _deviation_fields(BTC))
     blocker = "test/another-run"
     assert leases.acquire("hedge:BTC/USDT:USDT", blocker, timedelta(minutes=10)) is not None
     seen: dict[str, Any] = {}
+    assert not _waiting("funding_rate_hedge_cron")  # also loads Airflow's models here, not in the thread
     releaser = threading.Thread(target=_release_when_both_wait, args=(blocker, seen), daemon=True)
 
-    cron = _cron_in_subprocess()
+    cron = _cron_in_subprocess(tmp_path / "cron.log")
     releaser.start()
     event_run = load_dag("funding_rate_hedge_event").test(run_conf={"events": [event]})
-    output, _ = cron.communicate(timeout=600)
+    cron.wait(timeout=600)
     releaser.join(timeout=10)
+    output = (tmp_path / "cron.log").read_text(errors="replace")
 
     assert "error" not in seen and seen["orders_while_held"] == 0  # both waited while the lease was held
     assert "STATE success" in output and event_run.state == "success", output[-3000:]
