@@ -216,3 +216,15 @@ def test_cron_hedge_when_a_venue_is_unreadable_then_its_symbols_frozen_and_nothi
     assert _positions() == {}
     assert not [e for e in ledger.entries(run.run_id, "funding_rate_hedge_cron") if e.kind == "action"]
     assert leases.current("hedge:BTC/USDT:USDT") is None
+
+
+@pytest.mark.parametrize("dag_id", ["funding_rate_hedge_cron", "funding_rate_hedge_event"])
+def test_hedge_dag_when_wired_then_leases_taken_before_planning_and_released_after_compensate_and_verify(
+    dag_id: str,
+) -> None:
+    dag = load_dag(dag_id)
+    release = dag.get_task("release_leases")
+
+    assert release.is_teardown and {"compensate", "verify_hedge"} <= release.upstream_task_ids
+    assert "acquire_leases" in dag.get_task("snapshot_funding").upstream_task_ids
+    assert dag.get_task("acquire_leases").mode == "reschedule"
