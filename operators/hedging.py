@@ -15,14 +15,13 @@ from tradeops import risk
 from tradeops.config import Settings, settings
 from tradeops.db import init_db
 from tradeops.funding_events import publish_deviations
+from tradeops.funding_snapshot import FundingSnapshot, snapshot_funding
 from tradeops.hedging import (
     HEDGE_LEASE_PREFIX,
-    FundingSnapshot,
     HedgePlan,
     hedge_lease_names,
     hedge_symbols,
     plan_hedge,
-    snapshot_funding,
     verify_hedge,
 )
 from tradeops.venues.factory import open_venue

@@ -25,14 +25,8 @@ from tradeops.config import Settings, settings
 from tradeops.errors import OperationalError, TemporaryVenueError
 from tradeops.events import parse_event, to_json
 from tradeops.funding_events import EVENT_SOURCE, deviation_events, publish_deviations
-from tradeops.hedging import (
-    AdjustmentStatus,
-    FundingSnapshot,
-    HedgePlan,
-    plan_hedge,
-    snapshot_funding,
-    verify_hedge,
-)
+from tradeops.funding_snapshot import FundingSnapshot, snapshot_funding
+from tradeops.hedging import AdjustmentStatus, HedgePlan, plan_hedge, verify_hedge
 from tradeops.model import OrderRequest, OrderType, Side
 from tradeops.position_steps import set_perp_position, undo_set_perp_position
 from tradeops.risk import TradingState

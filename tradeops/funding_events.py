@@ -12,7 +12,7 @@ from typing import cast
 from tradeops.conditions import funding_deviation, funding_deviation_bps
 from tradeops.config import Settings
 from tradeops.events import FundingRateDeviation, VenueFundingRate, build_event
-from tradeops.hedging import FundingSnapshot, PerpQuote
+from tradeops.funding_snapshot import FundingSnapshot, PerpQuote
 from tradeops.kafka.producer import DeliveryReport, publish
 
 EVENT_SOURCE = "funding_rate_hedge"
