@@ -22,13 +22,15 @@ DOC = """
 1. `claim_events`: validates and claims the events (a redelivered event does nothing twice).
 2. `acquire_lease`: one rebalance moves funds at a time. This replaces `max_active_runs=1`,
    which strands asset events (Airflow issue #56050): runs start freely and wait here instead.
-3. `plan_rebalance`: target allocation per venue from `rebalance.targets`; the cheapest set of
+3. `plan_rebalance`: on free balances (margin backing perp positions is not movable), target
+   allocation per venue from `rebalance.targets`; the cheapest set of
    transfers that reaches it (exact min-cost flow over venues x assets, on-chain fee per network,
    Wise quotes for fiat legs). Skipped while trading is HALTED. The plan is in the task log.
 4. `transfer` (one saga step per transfer, in plan order; transfer id = the step's idempotency key)
    then `compensate`: reverse transfers for completed steps if one fails (run ends FAILED).
 5. `verify_balances`: waits until every transfer arrived and every venue is within tolerance.
-6. `release_lease` (teardown).
+6. `release_lease` (teardown), after `verify_balances` and `compensate` have both finished: no
+   other rebalance plans while reverse transfers are still being sent.
 
 **On call**: `tradeops saga show RUN_ID` shows every transfer and undo; `tradeops venue balances`.
 A reverse transfer waits for the original to settle, so `compensate` may retry for a while.
@@ -46,8 +48,9 @@ with DAG(
     claim = ClaimEventsOperator(task_id="claim_events", event_types=["capital_threshold", "market_shock"])
     lease = AcquireLeaseSensor(task_id="acquire_lease", lease_name="auto_rebalance")
     plan = PlanRebalanceOperator(task_id="plan_rebalance")
-    transfers, _compensate = mapped_saga("transfer", TRANSFER_ACTION, plan.output)
+    transfers, compensate = mapped_saga("transfer", TRANSFER_ACTION, plan.output)
     verify = VerifyRebalanceSensor(task_id="verify_balances", plan_task_id="plan_rebalance")
     release = ReleaseLeaseOperator(task_id="release_lease", lease_name="auto_rebalance").as_teardown(setups=lease)
     claim >> lease >> plan
-    transfers >> verify >> release
+    transfers >> verify
+    [verify, compensate] >> release  # never before compensation has finished moving funds back

@@ -1,27 +1,42 @@
-"""Funding-rate hedge tasks: snapshot the venues, publish deviations, plan, verify."""
+"""Funding-rate hedge tasks: per-symbol leases, snapshot the venues, publish deviations, plan, verify."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from operators.leases import AcquireLeasesSensor
+from operators.saga import SAGA_RETRY_POLICY
 from tradeops import risk
 from tradeops.config import Settings, settings
+from tradeops.funding_events import publish_deviations
+from tradeops.funding_snapshot import FundingSnapshot, snapshot_funding
 from tradeops.hedging import (
-    FundingSnapshot,
+    HEDGE_LEASE_PREFIX,
     HedgePlan,
+    hedge_lease_names,
     hedge_symbols,
     plan_hedge,
-    publish_deviations,
-    snapshot_funding,
     verify_hedge,
 )
 from tradeops.venues.factory import open_venue
 
 PLAN_XCOM_KEY = "hedge_plan"
+
+# Retries of the mapped hedge legs, given to ``mapped_saga`` explicitly: ``.partial()`` never runs
+# ``SagaStepOperator.__init__``, so its retry defaults do not reach mapped steps. A temporary venue
+# error (e.g. a timeout after the order went through) retries; the retry finds its order by key.
+HEDGE_STEP_RETRIES: dict[str, Any] = {
+    "retries": 4,
+    "retry_delay": timedelta(seconds=5),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=2),
+    "retry_policy": SAGA_RETRY_POLICY,
+}
 
 
 def _crypto_venues(loaded: Settings) -> dict[str, Any]:
@@ -33,6 +48,26 @@ def _symbols(events: Sequence[dict[str, Any]] | None, loaded: Settings) -> list[
     if events is None:
         return list(loaded.hedge.symbols)
     return hedge_symbols([item["event"]["symbol"] for item in events], loaded)
+
+
+class AcquireHedgeLeasesSensor(AcquireLeasesSensor):
+    """Wait until this run holds the lease of every symbol it hedges (``hedge:<symbol>``).
+
+    The cron hedge and the event hedge never plan or trade one symbol at the same time. ``ttl``
+    must outlast the run (its ``dagrun_timeout``): a run that dies loses its leases at expiry.
+    """
+
+    template_fields = ("events",)
+
+    def __init__(self, *, events: Any = None, ttl: timedelta = timedelta(minutes=20), **kwargs: Any) -> None:
+        super().__init__(prefix=HEDGE_LEASE_PREFIX, ttl=ttl, **kwargs)
+        self.events = events
+
+    def lease_names(self, context: Context) -> list[str]:
+        symbols = _symbols(self.events, settings())
+        if not symbols:
+            raise AirflowSkipException("the events name no configured hedge symbol")
+        return hedge_lease_names(symbols)
 
 
 def take_snapshot(symbols: Sequence[str]) -> dict[str, Any]:

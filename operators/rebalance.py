@@ -23,12 +23,16 @@ def _holder(context: Context) -> str:
 
 
 def venue_balances(loaded: Settings) -> dict[str, dict[str, Decimal]]:
-    """Total balance per asset of every venue that takes part in a rebalance target."""
+    """Free balance per asset of every venue that takes part in a rebalance target.
+
+    Free, not total: a total includes the margin backing open perp positions, which cannot be
+    withdrawn, so a plan on totals could send funds that are not there.
+    """
     from operators import credentials
 
     credentials.install()
     names = sorted({venue for weights in loaded.rebalance.targets.values() for venue in weights})
-    return {name: {asset: b.total for asset, b in open_venue(name).balances().items()} for name in names}
+    return {name: {asset: b.free for asset, b in open_venue(name).balances().items()} for name in names}
 
 
 class AcquireLeaseSensor(BaseSensorOperator):

@@ -270,6 +270,9 @@ def mapped_saga(
     """
     resolve_action(action)
     operator_kwargs.setdefault("max_active_tis_per_dagrun", 1)
+    # .partial() never runs SagaStepOperator.__init__, so its retry defaults are set here.
+    for name, value in _STEP_DEFAULTS.items():
+        operator_kwargs.setdefault(name, value)
     steps = SagaStepOperator.partial(task_id=task_id, action=action, step_index=0, **operator_kwargs).expand(
         step_params=step_params
     )

@@ -220,6 +220,9 @@ class FakeOkx(LocalHttpFake):
         self.api_key, self.secret, self.passphrase = api_key, secret, passphrase
         self.max_candles = max_candles
         self.publish_funding_interval = True  # False: omit nextFundingTime, so no interval derives
+        # False: only the all-instruments answer (instId=ANY) omits nextFundingTime; an answer for
+        # one instrument still carries it (a venue whose bulk answer lacks the interval).
+        self.bulk_funding_interval = True
         self.lock = threading.RLock()
         self.book = Book()
         self.requests: list[RecordedRequest] = []
@@ -256,6 +259,7 @@ class FakeOkx(LocalHttpFake):
             self.requests.clear()
             self._faults.clear()
             self.publish_funding_interval = True
+            self.bulk_funding_interval = True
 
     # ---- test controls -----------------------------------------------------------------------
 
@@ -371,9 +375,9 @@ class FakeOkx(LocalHttpFake):
         swaps = [i for i in INSTRUMENTS if i.inst_type == "SWAP" and inst_id in ("ANY", i.inst_id)]
         if not swaps:
             return _error("51001", "Instrument ID does not exist")
-        return _ok([self._funding_row(i) for i in swaps])
+        return _ok([self._funding_row(i, bulk=inst_id == "ANY") for i in swaps])
 
-    def _funding_row(self, inst: Instrument) -> Payload:
+    def _funding_row(self, inst: Instrument, *, bulk: bool) -> Payload:
         period = inst.funding_hours * 3_600_000
         funding_time = (int(time.time() * 1000) // period + 1) * period
         row = {
@@ -389,7 +393,7 @@ class FakeOkx(LocalHttpFake):
             "settState": "settled",
             "ts": _now_ms(),
         }
-        if not self.publish_funding_interval:
+        if not self.publish_funding_interval or (bulk and not self.bulk_funding_interval):
             del row["nextFundingTime"]
         return row
 

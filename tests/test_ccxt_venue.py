@@ -237,13 +237,23 @@ def test_funding_rates_when_symbols_omitted_then_configured_perps_with_their_int
     assert fake.paths() == ["GET public/funding-rate"]  # one call for all (instId=ANY)
 
 
-def test_funding_rates_when_venue_publishes_no_interval_then_configured_interval(fake):
-    venue = make_venue(fake, funding_interval_hours=2)
+def test_funding_rates_when_venue_publishes_no_interval_then_configured_interval_per_symbol(fake):
+    venue = make_venue(fake, funding_interval_hours=2, funding_interval_hours_by_symbol={"ETH/USDT:USDT": 1})
     fake.publish_funding_interval = False
 
-    rates = venue.funding_rates(["BTC/USDT:USDT"])
+    rates = venue.funding_rates(["BTC/USDT:USDT", "ETH/USDT:USDT"])
 
-    assert rates["BTC/USDT:USDT"].interval_hours == 2
+    assert rates["BTC/USDT:USDT"].interval_hours == 2  # the venue's interval
+    assert rates["ETH/USDT:USDT"].interval_hours == 1  # the symbol's own
+
+
+def test_funding_rates_when_bulk_answer_has_no_interval_then_interval_asked_per_symbol(venue, fake):
+    fake.bulk_funding_interval = False
+
+    rates = venue.funding_rates()
+
+    assert (rates["BTC/USDT:USDT"].interval_hours, rates["ETH/USDT:USDT"].interval_hours) == (8, 4)
+    assert fake.paths() == ["GET public/funding-rate"] * 3  # all at once, then fetch_funding_interval each
 
 
 def test_place_order_when_market_perp_then_filled_in_base_units_with_fee(venue, fake):

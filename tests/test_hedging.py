@@ -22,23 +22,16 @@ from confluent_kafka import Consumer, TopicPartition
 from tradeops import risk
 from tradeops.conditions import funding_deviation
 from tradeops.config import Settings, settings
+from tradeops.errors import OperationalError, TemporaryVenueError
 from tradeops.events import parse_event, to_json
-from tradeops.hedging import (
-    EVENT_SOURCE,
-    AdjustmentStatus,
-    FundingSnapshot,
-    HedgePlan,
-    deviation_events,
-    plan_hedge,
-    publish_deviations,
-    snapshot_funding,
-    verify_hedge,
-)
-from tradeops.model import OrderRequest, Side
+from tradeops.funding_events import EVENT_SOURCE, deviation_events, publish_deviations
+from tradeops.funding_snapshot import FundingSnapshot, snapshot_funding
+from tradeops.hedging import AdjustmentStatus, HedgePlan, plan_hedge, verify_hedge
+from tradeops.model import OrderRequest, OrderType, Side
+from tradeops.position_steps import set_perp_position, undo_set_perp_position
 from tradeops.risk import TradingState
-from tradeops.saga.actions import place_order, undo_place_order
 from tradeops.saga.core import UndoOutcome
-from tradeops.saga.keys import idempotency_key
+from tradeops.saga.keys import idempotency_key, undo_key
 from tradeops.venues.base import Venue
 from tradeops.venues.factory import open_venue
 from tradeops.venues.paper import PaperVenue, seed_paper_world
@@ -76,15 +69,8 @@ def _open_perp(venue: str, symbol: str, size: str) -> None:
     )
 
 
-def _step(venue: str, symbol: str, side: str, amount: str, reduce_only: bool = False) -> dict[str, Any]:
-    return {
-        "venue": venue,
-        "symbol": symbol,
-        "side": side,
-        "amount": amount,
-        "order_type": "market",
-        "reduce_only": reduce_only,
-    }
+def _step(venue: str, symbol: str, target: str) -> dict[str, Any]:
+    return {"venue": venue, "symbol": symbol, "target": target}
 
 
 def _hedge_settings(**changes: Any) -> Settings:
@@ -101,7 +87,7 @@ def _execute(plan: HedgePlan, run_id: str = "run-1") -> list[tuple[dict[str, Any
     done = []
     for index, step in enumerate(plan.to_saga_steps()):
         key = idempotency_key(DAG_ID, run_id, "adjust", index)
-        place_order(step, key)
+        set_perp_position(step, key)
         done.append((step, key))
     return done
 
@@ -152,8 +138,12 @@ def test_snapshot_when_serialised_through_json_then_round_trips_exactly(world: d
     assert restored.quote("okx", BTC).position == D("-1.25")
 
 
-def test_snapshot_when_venue_fails_then_reported_unavailable_and_hedge_continues_on_others(
-    world: dict[str, Venue],
+def _all_orders(world: dict[str, Venue]) -> list[Any]:
+    return [order for name in ("binance", "bybit", "okx") for order in _paper(name).recent_orders()]
+
+
+def test_plan_when_venue_unreadable_then_every_symbol_it_may_hold_frozen_and_nothing_ordered(
+    world: dict[str, Venue], caplog: pytest.LogCaptureFixture
 ) -> None:
     _paper("binance").inject_fault("funding_rates", "temporary", times=5)
 
@@ -162,10 +152,29 @@ def test_snapshot_when_venue_fails_then_reported_unavailable_and_hedge_continues
     _execute(plan)
 
     assert [(f.venue, f.error) for f in snapshot.unavailable] == [("binance", "TemporaryVenueError")]
-    assert (snapshot.spot_total("BTC"), snapshot.spot_total("ETH")) == (D(2), D(20))
-    assert plan.to_saga_steps() == [_step("bybit", ETH, "sell", "20"), _step("okx", BTC, "sell", "2")]
-    assert any("binance unavailable" in note for note in plan.notes)
+    assert plan.to_saga_steps() == []
+    assert [(f.symbol, f.venue) for f in plan.frozen] == [(BTC, "binance"), (ETH, "binance")]
+    assert "FROZEN BTC/USDT:USDT: binance unavailable (TemporaryVenueError" in plan.explain()
+    assert [item["symbol"] for item in plan.to_dict()["frozen"]] == [BTC, ETH]
+    assert HedgePlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    assert "BTC/USDT:USDT frozen: binance unavailable" in caplog.text
+    assert _all_orders(world) == []
     assert verify_hedge(snapshot_funding(world, HEDGE), plan) == []
+
+
+def test_plan_when_unreadable_venue_trades_only_eth_then_btc_still_hedged_and_eth_frozen(
+    world: dict[str, Venue],
+) -> None:
+    current = settings()
+    venues = dict(current.venues)
+    venues["binance"] = venues["binance"].model_copy(update={"markets": ("ETH/USDT", ETH)})
+    eth_only = current.model_copy(update={"venues": venues})
+    _paper("binance").inject_fault("balances", "operational")
+
+    plan = plan_hedge(snapshot_funding(world, HEDGE, settings=eth_only), eth_only, TradingState.ACTIVE)
+
+    assert plan.to_saga_steps() == [_step("okx", BTC, "-2")]  # spot held on bybit and okx: 1 + 1
+    assert [(f.symbol, f.venue) for f in plan.frozen] == [(ETH, "binance")]
 
 
 # -- plan -----------------------------------------------------------------------------------------
@@ -174,7 +183,7 @@ def test_snapshot_when_venue_fails_then_reported_unavailable_and_hedge_continues
 def test_plan_when_default_world_then_total_spot_shorted_on_best_funding_venue(world: dict[str, Venue]) -> None:
     plan = _plan(world)
 
-    assert plan.to_saga_steps() == [_step("bybit", ETH, "sell", "40"), _step("okx", BTC, "sell", "4")]
+    assert plan.to_saga_steps() == [_step("bybit", ETH, "-40"), _step("okx", BTC, "-4")]
     assert [(h.symbol, h.target_net, h.best_venue) for h in plan.hedges] == [
         (BTC, D(-4), "okx"),
         (ETH, D(-40), "bybit"),
@@ -195,7 +204,7 @@ def test_plan_when_leg_below_min_adjustment_then_skipped_else_planned(
 
     [leg] = [a for a in plan.adjustments if a.symbol == BTC]
     assert (leg.venue, leg.side, leg.amount, leg.status) == ("okx", Side.SELL, D(existing) + 4, status)
-    assert (_step("okx", BTC, "sell", str(leg.amount)) in plan.to_saga_steps()) is (status is AdjustmentStatus.PLANNED)
+    assert (_step("okx", BTC, "-4") in plan.to_saga_steps()) is (status is AdjustmentStatus.PLANNED)
 
 
 @pytest.mark.parametrize(
@@ -211,7 +220,7 @@ def test_plan_when_leg_notional_above_max_then_refused_not_trimmed(
     [btc] = [a for a in plan.adjustments if a.symbol == BTC]
     assert (btc.amount, btc.status) == (D(4), status)
     assert ("max_adjustment_notional" in btc.reason) is (status is AdjustmentStatus.REFUSED)
-    assert _step("bybit", ETH, "sell", "40") in plan.to_saga_steps()
+    assert _step("bybit", ETH, "-40") in plan.to_saga_steps()
 
 
 def test_plan_when_one_leg_of_a_move_refused_then_every_leg_of_the_symbol_refused(world: dict[str, Venue]) -> None:
@@ -227,7 +236,7 @@ def test_plan_when_one_leg_of_a_move_refused_then_every_leg_of_the_symbol_refuse
         ("bybit", Side.BUY, D(3), AdjustmentStatus.REFUSED),
         ("okx", Side.SELL, D(4), AdjustmentStatus.REFUSED),
     ]
-    assert plan.to_saga_steps() == [_step("bybit", ETH, "sell", "40")]
+    assert plan.to_saga_steps() == [_step("bybit", ETH, "-40")]
 
 
 def test_plan_when_existing_short_within_tolerance_of_best_then_kept_in_place(world: dict[str, Venue]) -> None:
@@ -246,9 +255,9 @@ def test_plan_when_existing_short_far_below_best_then_moved_with_reductions_firs
     plan = _plan(world)
 
     assert plan.to_saga_steps() == [
-        _step("bybit", BTC, "buy", "4", reduce_only=True),
-        _step("bybit", ETH, "sell", "40"),
-        _step("okx", BTC, "sell", "4"),
+        _step("bybit", BTC, "0"),
+        _step("bybit", ETH, "-40"),
+        _step("okx", BTC, "-4"),
     ]
 
 
@@ -258,9 +267,9 @@ def test_plan_when_position_must_change_sign_then_reduce_only_close_before_open(
     plan = _plan(world)
 
     assert plan.to_saga_steps() == [
-        _step("okx", BTC, "sell", "1", reduce_only=True),
-        _step("bybit", ETH, "sell", "40"),
-        _step("okx", BTC, "sell", "4"),
+        _step("okx", BTC, "0"),
+        _step("bybit", ETH, "-40"),
+        _step("okx", BTC, "-4"),
     ]
 
 
@@ -273,7 +282,7 @@ def test_plan_when_trading_not_active_then_only_reductions_planned_and_said_so(
 
     plan = _plan(world, state)
 
-    assert plan.to_saga_steps() == [_step("bybit", BTC, "buy", "1", reduce_only=True)]
+    assert plan.to_saga_steps() == [_step("bybit", BTC, "-4")]
     [eth] = [a for a in plan.adjustments if a.symbol == ETH]
     assert eth.status is AdjustmentStatus.SKIPPED and f"trading state {state.value}" in eth.reason
     assert any(f"trading state {state.value}" in note and "only reductions" in note for note in plan.notes)
@@ -284,7 +293,7 @@ def test_plan_when_symbols_named_then_only_configured_hedge_symbols_planned(worl
 
     plan = plan_hedge(snapshot, settings(), TradingState.ACTIVE, symbols=[BTC, "SOL/USDT:USDT"])
 
-    assert plan.to_saga_steps() == [_step("okx", BTC, "sell", "4")]
+    assert plan.to_saga_steps() == [_step("okx", BTC, "-4")]
     assert any(note.startswith("SOL/USDT:USDT is not a hedge symbol") for note in plan.notes)
 
 
@@ -295,7 +304,7 @@ def test_plan_when_serialised_through_json_then_round_trips_with_same_steps(worl
     restored = HedgePlan.from_dict(json.loads(json.dumps(plan.to_dict())))
 
     assert restored == plan
-    assert restored.to_saga_steps() == plan.to_saga_steps() == [_step("okx", BTC, "sell", "1", reduce_only=True)]
+    assert restored.to_saga_steps() == plan.to_saga_steps() == [_step("okx", BTC, "0")]
 
 
 # -- execution and verification -------------------------------------------------------------------
@@ -312,10 +321,102 @@ def test_execute_when_planned_steps_placed_then_targets_reached_and_verify_clean
     assert plan_hedge(after, settings(), TradingState.ACTIVE).to_saga_steps() == []
 
 
+def test_execute_when_two_runs_planned_from_one_state_then_hedge_reached_once_not_doubled(
+    world: dict[str, Venue],
+) -> None:
+    first, second = _plan(world), _plan(world)  # two runs raced: both saw no short yet
+
+    _execute(first, "run-1")
+    _execute(second, "run-2")
+
+    assert _positions(world) == {("bybit", ETH): D(-40), ("okx", BTC): D(-4)}
+    assert len(_all_orders(world)) == 2  # the second run's legs found the target already reached
+
+
+def test_set_perp_position_when_retried_after_its_order_went_through_then_found_by_key_not_reordered(
+    world: dict[str, Venue],
+) -> None:
+    _paper("okx").inject_fault("place_order", "temporary", phase="after")
+    step, key = _step("okx", BTC, "-4"), idempotency_key(DAG_ID, "run-1", "adjust", 0)
+    with pytest.raises(TemporaryVenueError):
+        set_perp_position(step, key)
+    _open_perp("okx", BTC, "1")  # the position moved before the retry
+
+    retried = set_perp_position(step, key)
+
+    assert retried["found_by_key"] is True
+    assert sorted(o.client_order_id for o in _paper("okx").recent_orders()) == sorted(["setup-okx-BTC", key])
+    assert _positions(world) == {("okx", BTC): D(-3)}
+
+
+@pytest.mark.parametrize(
+    ("existing", "side", "amount", "reduce_only"),
+    [("-5", Side.BUY, "1", True), ("-3", Side.SELL, "1", False), ("1", Side.SELL, "5", False)],
+)
+def test_set_perp_position_when_live_position_differs_then_orders_the_difference_reduce_only_if_it_only_reduces(
+    world: dict[str, Venue], existing: str, side: Side, amount: str, reduce_only: bool
+) -> None:
+    _open_perp("okx", BTC, existing)
+    key = idempotency_key(DAG_ID, "run-1", "adjust", 0)
+
+    result = set_perp_position(_step("okx", BTC, "-4"), key)
+
+    order = _paper("okx").get_order(key)
+    assert (order.side, order.amount, order.reduce_only) == (side, D(amount), reduce_only)
+    assert result["before"] == existing
+    assert _positions(world) == {("okx", BTC): D(-4)}
+
+
+def test_set_perp_position_when_within_min_adjustment_then_nothing_ordered(world: dict[str, Venue]) -> None:
+    _open_perp("okx", BTC, "-3.9995")  # 0.0005 from the target, min_adjustment BTC 0.001
+    key = idempotency_key(DAG_ID, "run-1", "adjust", 0)
+
+    result = set_perp_position(_step("okx", BTC, "-4"), key)
+
+    assert result["order"] is None and "min_adjustment" in result["reason"]
+    assert _paper("okx").get_order(key) is None
+    assert undo_set_perp_position(_step("okx", BTC, "-4"), key).outcome is UndoOutcome.NOTHING_TO_UNDO
+
+
+def test_undo_set_perp_position_when_run_twice_then_traded_back_once(world: dict[str, Venue]) -> None:
+    _open_perp("okx", BTC, "-1")
+    step, key = _step("okx", BTC, "-4"), idempotency_key(DAG_ID, "run-1", "adjust", 0)
+    set_perp_position(step, key)
+
+    first, second = undo_set_perp_position(step, key), undo_set_perp_position(step, key)
+
+    assert (first.outcome, second.outcome) == (UndoOutcome.UNDONE, UndoOutcome.UNDONE)
+    reverse = _paper("okx").get_order(undo_key(key))
+    assert (reverse.side, reverse.amount, reverse.reduce_only) == (Side.BUY, D(3), True)
+    assert _positions(world) == {("okx", BTC): D(-1)}
+
+
+def test_undo_set_perp_position_when_reverse_order_not_filled_completely_then_raises(world: dict[str, Venue]) -> None:
+    step, key = _step("okx", BTC, "-4"), idempotency_key(DAG_ID, "run-1", "adjust", 0)
+    set_perp_position(step, key)
+    resting = OrderRequest(
+        venue="okx",
+        symbol=BTC,
+        side=Side.BUY,
+        amount=D(4),
+        client_order_id=undo_key(key),
+        order_type=OrderType.LIMIT,
+        price=D(1000),
+    )
+    _paper("okx").place_order(resting)  # the reverse order rests unfilled (as after a venue outage)
+
+    with pytest.raises(TemporaryVenueError, match="still open"):
+        undo_set_perp_position(step, key)
+    _paper("okx").cancel_order(undo_key(key))
+    with pytest.raises(OperationalError, match="did not fill completely"):
+        undo_set_perp_position(step, key)
+    assert _positions(world) == {("okx", BTC): D(-4)}
+
+
 def test_undo_when_steps_undone_in_reverse_then_adjustments_reversed(world: dict[str, Venue]) -> None:
     done = _execute(_plan(world))
 
-    outcomes = [undo_place_order(step, key).outcome for step, key in reversed(done)]
+    outcomes = [undo_set_perp_position(step, key).outcome for step, key in reversed(done)]
 
     assert outcomes == [UndoOutcome.UNDONE, UndoOutcome.UNDONE]
     assert _positions(world) == {}

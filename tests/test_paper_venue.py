@@ -69,6 +69,10 @@ def used(venue: PaperVenue, asset: str) -> D:
     return venue.balances()[asset].used
 
 
+def total(venue: PaperVenue, asset: str) -> D:
+    return venue.balances()[asset].total
+
+
 def count_rows(engine: Engine, table: object) -> int:
     with transaction(engine) as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
@@ -212,19 +216,19 @@ def test_perp_open_increase_reduce_close_when_mark_moves_then_realises_pnl_minus
     buy(binance, BTC_PERP, "1", "p2")  # fee 33
     [position] = binance.positions()
     assert (position.size, position.entry_price, position.unrealized_pnl) == (D(2), D(65500), D(1000))
-    assert free(binance, "USDT") == D("399934.5")
+    assert total(binance, "USDT") == D("399934.5")
 
     binance.set_mark_price(BTC_PERP, D(67000))
     sell(binance, BTC_PERP, "0.5", "p3")  # realised 0.5 * 1500 = 750, fee 16.75
     [position] = binance.positions()
     assert (position.size, position.entry_price) == (D("1.5"), D(65500))
-    assert free(binance, "USDT") == D("400667.75")
+    assert total(binance, "USDT") == D("400667.75")
 
     binance.set_mark_price(BTC_PERP, D(64000))
     sell(binance, BTC_PERP, "1.5", "p4")  # realised 1.5 * -1500 = -2250, fee 48
 
     assert binance.positions() == []
-    assert free(binance, "USDT") == D("398369.75")
+    assert total(binance, "USDT") == D("398369.75")
     assert free(binance, "BTC") == D(2)  # perps never touch the spot base balance
 
 
@@ -236,7 +240,18 @@ def test_perp_order_when_it_flips_a_short_then_realises_and_reopens_at_fill_pric
 
     [position] = binance.positions()
     assert (position.size, position.entry_price) == (D(2), D(64000))
-    assert free(binance, "USDT") == D("400871.5")
+    assert total(binance, "USDT") == D("400871.5")
+
+
+def test_balances_when_perp_position_open_then_its_initial_margin_is_used_not_free(binance):
+    before = binance.balances()["USDT"]
+    buy(binance, BTC_PERP, "2", "p1")  # margin 2 * 65000 / 5 = 26000, fee 65
+
+    after = binance.balances()["USDT"]
+
+    assert (after.free, after.used, after.total) == (before.free - 26065, D(26000), before.total - 65)
+    with pytest.raises(InsufficientFundsError):  # free is what can leave the venue
+        binance.withdraw(transfer_id="w1", asset="USDT", amount=after.free + 1, to_venue="okx", network="TRC20")
 
 
 def test_perp_order_when_margin_insufficient_then_insufficient_funds(binance):
@@ -261,7 +276,7 @@ def test_perp_flip_when_new_side_lacks_margin_then_insufficient_funds_and_positi
 
     [position] = binance.positions()
     assert position.size == D(30)
-    assert free(binance, "USDT") == D(399025)
+    assert total(binance, "USDT") == D(399025)
 
 
 @pytest.mark.parametrize("price", ["0", "-1", "NaN"])
@@ -306,7 +321,7 @@ def test_perp_limit_when_resting_then_reserves_margin_and_fills_as_maker(binance
 
     [position] = binance.positions()
     assert (position.size, position.entry_price, position.unrealized_pnl) == (D(1), D(60000), D(-1000))
-    assert (free(binance, "USDT"), used(binance, "USDT")) == (D(399988), D(0))
+    assert (free(binance, "USDT"), used(binance, "USDT")) == (D(388188), D(11800))  # margin 59000 / 5 is used
 
 
 # -- funding -------------------------------------------------------------------------------------
@@ -317,12 +332,12 @@ def test_funding_when_boundaries_cross_then_each_venue_pays_at_its_own_interval(
     sell(bybit, BTC_PERP, "2", "short")  # fee 2 * 65019.5 * 0.00055 = 71.52145
     clock.advance(hours=8)  # 09:00: binance crossed 08:00; bybit crossed 04:00 and 08:00
 
-    assert free(binance, "USDT") == D(399961)  # applied lazily: -1 * 65000 * 0.0001 = -6.5
+    assert total(binance, "USDT") == D(399961)  # applied lazily: -1 * 65000 * 0.0001 = -6.5
     assert binance.accrue_funding() == []
     payments = bybit.accrue_funding()
 
     assert [(p.funding_time.hour, p.amount) for p in payments] == [(4, D("6.50195")), (8, D("6.50195"))]
-    assert free(bybit, "USDT") == D("299941.48245")
+    assert total(bybit, "USDT") == D("299941.48245")
     [paid] = binance.funding_payments()
     assert (paid.funding_time, paid.size, paid.amount) == (
         datetime(2024, 1, 1, 8, tzinfo=UTC),
@@ -346,7 +361,23 @@ def test_funding_when_rate_and_mark_change_between_boundaries_then_each_boundary
     payments = bybit.funding_payments(BTC_PERP)
 
     assert [(p.rate, p.amount) for p in payments] == [(D("0.00005"), D(6)), (D("-0.0001"), D(-12))]
-    assert free(bybit, "USDT") == D(300000) - D("71.52145") + D(6) - D(12)
+    assert total(bybit, "USDT") == D(300000) - D("71.52145") + D(6) - D(12)
+
+
+def test_funding_when_symbol_has_its_own_interval_then_rates_and_payments_follow_it(engine, settings, clock):
+    venues = dict(settings.venues)
+    venues["binance"] = venues["binance"].model_copy(update={"funding_interval_hours_by_symbol": {ETH_PERP: 1}})
+    binance = PaperVenue("binance", settings.model_copy(update={"venues": venues}), engine=engine, clock=clock)
+    sell(binance, BTC_PERP, "0.1", "b1")
+    sell(binance, ETH_PERP, "1", "e1")
+
+    rates = binance.funding_rates()
+    clock.advance(hours=3)  # 01:00 -> 04:00: ETH pays hourly, BTC's next boundary is 08:00
+    payments = binance.accrue_funding()
+
+    assert (rates[BTC_PERP].interval_hours, rates[ETH_PERP].interval_hours) == (8, 1)
+    assert rates[ETH_PERP].next_funding_at == datetime(2024, 1, 1, 2, tzinfo=UTC)
+    assert [(p.symbol, p.funding_time.hour) for p in payments] == [(ETH_PERP, 2), (ETH_PERP, 3), (ETH_PERP, 4)]
 
 
 def test_funding_when_no_position_then_no_payment(binance, clock):

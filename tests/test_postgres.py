@@ -67,6 +67,10 @@ def used(venue: PaperVenue, asset: str) -> D:
     return venue.balances()[asset].used
 
 
+def total(venue: PaperVenue, asset: str) -> D:
+    return venue.balances()[asset].total
+
+
 def count_rows(engine: Engine, table: Any) -> int:
     with transaction(engine) as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
@@ -196,17 +200,17 @@ def test_perp_open_increase_reduce_close_when_mark_moves_then_realises_exact_pnl
     place(binance, BTC_PERP, Side.BUY, "1", "p2")  # fee 33
     [position] = binance.positions()
     assert (position.size, position.entry_price, position.unrealized_pnl) == (D(2), D(65500), D(1000))
-    assert free(binance, "USDT") == D("399934.5")
+    assert total(binance, "USDT") == D("399934.5")
 
     binance.set_mark_price(BTC_PERP, D(67000))
     place(binance, BTC_PERP, Side.SELL, "0.5", "p3")  # realised 750, fee 16.75
-    assert free(binance, "USDT") == D("400667.75")
+    assert total(binance, "USDT") == D("400667.75")
 
     binance.set_mark_price(BTC_PERP, D(64000))
     place(binance, BTC_PERP, Side.SELL, "1.5", "p4")  # realised -2250, fee 48
 
     assert binance.positions() == []
-    assert free(binance, "USDT") == D("398369.75")
+    assert total(binance, "USDT") == D("398369.75")
 
 
 def test_perp_increase_when_entry_is_a_repeating_decimal_then_all_28_digits_survive_storage(binance):
@@ -225,14 +229,14 @@ def test_funding_when_boundaries_cross_then_each_venue_pays_at_its_own_utc_inter
     place(bybit, BTC_PERP, Side.SELL, "2", "short")  # fee 71.52145
     clock.advance(hours=8)  # 09:00 UTC: binance crossed 08:00; bybit 04:00 and 08:00
 
-    assert free(binance, "USDT") == D(399961)  # -1 * 65000 * 0.0001 = -6.5
+    assert total(binance, "USDT") == D(399961)  # -1 * 65000 * 0.0001 = -6.5
     payments = bybit.accrue_funding()
 
     assert [(p.funding_time, p.amount) for p in payments] == [
         (datetime(2024, 1, 1, 4, tzinfo=UTC), D("6.50195")),
         (datetime(2024, 1, 1, 8, tzinfo=UTC), D("6.50195")),
     ]
-    assert free(bybit, "USDT") == D("299941.48245")
+    assert total(bybit, "USDT") == D("299941.48245")
     [paid] = binance.funding_payments()
     assert (paid.funding_time, paid.amount) == (datetime(2024, 1, 1, 8, tzinfo=UTC), D("-6.5"))
     assert binance.funding_rates([BTC_PERP])[BTC_PERP].next_funding_at == datetime(2024, 1, 1, 16, tzinfo=UTC)

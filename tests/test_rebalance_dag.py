@@ -111,3 +111,49 @@ def test_rebalance_when_trading_halted_then_nothing_moves(paper_world: None) -> 
 
     assert run.state == "success"
     assert _usdt() == before
+
+
+def test_rebalance_plan_when_perp_position_holds_margin_then_planned_on_free_balances(paper_world: None) -> None:
+    from tradeops.model import OrderRequest, Side
+
+    short = OrderRequest(venue="bybit", symbol="BTC/USDT:USDT", side=Side.SELL, amount=Decimal(4), client_order_id="m1")
+    _venue("bybit").place_order(short)  # initial margin 4 x 65019.5 / 5 = 52015.6 USDT, not movable
+    usdt = _venue("bybit").balances()["USDT"]
+    assert _within_tolerance(_usdt())  # on totals nothing would move
+
+    balances = venue_balances(settings())
+    plan = plan_rebalance(balances, settings())
+
+    assert balances["bybit"]["USDT"] == usdt.free == usdt.total - Decimal("52015.6")
+    assert {a.venue: a.before for a in plan.allocations}["bybit"] == usdt.free
+    assert [(t.from_venue, t.to_venue) for t in plan.transfers] == [("binance", "bybit")]
+
+
+def _task_instances(run_id: str) -> dict[str, Any]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(TaskInstance).filter(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id)
+        return {(ti.task_id, ti.map_index): (ti.state, ti.start_date, ti.end_date) for ti in rows}
+
+
+def test_rebalance_when_a_transfer_fails_then_lease_released_only_after_compensation_finished(
+    paper_world: None,
+) -> None:
+    _move("bybit", "binance", "100000", "skew1")
+    _move("okx", "binance", "100000", "skew2")
+    steps = to_saga_steps(plan_rebalance(venue_balances(settings()), settings()))
+    earlier_from_sender = sum(1 for step in steps[:1] if step["venue"] == steps[1]["venue"])
+    _venue(steps[1]["venue"]).inject_fault("withdraw", "insufficient_funds", skip=earlier_from_sender)
+
+    dag = load_dag(DAG_ID)
+    run = dag.test(run_conf={"events": [_event()]})
+
+    assert run.state == "failed"
+    assert "compensate" in dag.get_task("release_lease").upstream_task_ids
+    tis = _task_instances(run.run_id)
+    compensate, release = tis[("compensate", -1)], tis[("release_lease", -1)]
+    assert (str(compensate[0]), str(release[0])) == ("failed", "success")
+    assert release[1] >= compensate[2]  # started after compensation ended
+    assert leases.current("auto_rebalance") is None

@@ -42,6 +42,9 @@ class VenueConfig(_Frozen):
     taker_fee_bps: Decimal = Field(default=Decimal(5), ge=0)
     maker_fee_bps: Decimal = Field(default=Decimal(2), ge=0)
     funding_interval_hours: int = Field(default=8, gt=0)
+    # Venues set funding intervals per symbol (8 h for most, 4 h or 1 h for some): perp -> hours.
+    # A perp not listed here uses ``funding_interval_hours``.
+    funding_interval_hours_by_symbol: dict[str, int] = Field(default_factory=dict)
     leverage: Decimal = Field(default=Decimal(5), gt=0)
     markets: tuple[str, ...]
     price_offset_bps: Decimal = Decimal(0)
@@ -72,7 +75,17 @@ class VenueConfig(_Frozen):
         unknown = set(self.funding_rates) - perps
         if unknown:
             raise ValueError(f"funding_rates for symbols that are not perp markets here: {sorted(unknown)}")
+        unknown = set(self.funding_interval_hours_by_symbol) - perps
+        if unknown:
+            raise ValueError(f"funding_interval_hours_by_symbol: not perp markets here: {sorted(unknown)}")
+        bad = sorted(s for s, hours in self.funding_interval_hours_by_symbol.items() if hours <= 0)
+        if bad:
+            raise ValueError(f"funding_interval_hours_by_symbol must be positive hours: {bad}")
         return self
+
+    def funding_interval(self, symbol: str) -> int:
+        """Hours between funding settlements of ``symbol`` here (per-symbol map, else the venue's)."""
+        return self.funding_interval_hours_by_symbol.get(symbol, self.funding_interval_hours)
 
 
 class PaperConfig(_Frozen):

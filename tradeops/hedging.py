@@ -2,17 +2,20 @@
 
 Each stage returns a JSON-safe value, so the stages can run as separate Airflow tasks:
 
-1. ``snapshot_funding`` reads every crypto venue once: funding rates (normalised to one period),
-   marks, perp positions and spot holdings. A venue that fails is recorded as unavailable and the
-   others carry on: no single venue blocks the hedge.
+1. ``tradeops.funding_snapshot.snapshot_funding`` reads every crypto venue once: funding rates
+   (normalised to one period), marks, perp positions and spot holdings. A venue that fails is
+   recorded as unavailable and the others carry on: no single venue blocks the hedge. The
+   symbols an unavailable venue may hold (it lists the perp, or trades its base asset in any
+   market) are frozen for the round: their spot and positions there are unknown, so no hedge
+   change is planned for them.
 2. ``plan_hedge`` turns a snapshot into target positions and the order legs that reach them.
-   ``HedgePlan.to_saga_steps`` gives the parameters of ``tradeops.saga.actions.place_order``, whose
-   undo ``undo_place_order`` trades each fill back (the reverse of the adjustment).
+   ``HedgePlan.to_saga_steps`` gives the parameters of ``tradeops.position_steps.set_perp_position``:
+   each leg carries the *target* position of its venue, and the step orders the difference to the
+   live position when it runs (a second run or a retry never doubles the hedge); its undo
+   ``undo_set_perp_position`` trades back what the step's order filled.
 3. ``verify_hedge`` compares a later snapshot with the positions the plan expected.
 
-``deviation_events`` builds the funding-rate-deviation events the hedge publishes. They are decided
-by ``tradeops.conditions.funding_deviation`` itself, so a watcher re-checking a published event
-always agrees with the hedge that published it.
+``tradeops.funding_events`` builds the funding-rate-deviation events the hedge publishes.
 
 Allocation rule, per symbol
 ---------------------------
@@ -46,27 +49,31 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from tradeops.conditions import BPS, funding_deviation, funding_deviation_bps, normalised_rate
-from tradeops.config import HedgeConfig, Settings, VenueConfig
-from tradeops.config import settings as load_settings
-from tradeops.errors import VenueError
-from tradeops.events import FundingRateDeviation, VenueFundingRate, build_event
-from tradeops.kafka.producer import DeliveryReport, publish
-from tradeops.model import MarketKind, Position, Side, parse_symbol, to_jsonable
+from tradeops.conditions import BPS
+from tradeops.config import HedgeConfig, Settings
+from tradeops.funding_snapshot import (
+    PARSERS,
+    FundingSnapshot,
+    PerpQuote,
+    VenueFailure,
+    parse_record,
+    venue_scope,
+)
+from tradeops.model import Side, parse_symbol, to_jsonable
 from tradeops.risk import TradingState
-from tradeops.venues.base import Venue
 
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 KEEP_WITHIN_BPS = Decimal(1)
-EVENT_SOURCE = "funding_rate_hedge"
-PLACE_ORDER_ACTION = "tradeops.saga.actions.place_order"
+# Lease names: one per symbol, so the cron and the event hedge never act on one symbol at once.
+HEDGE_LEASE_PREFIX = "hedge:"
+# The saga step each hedge leg runs (a string: DAG files must not import venue code to parse).
+HEDGE_ACTION = "tradeops.position_steps.set_perp_position"
 
 R = TypeVar("R")
 
@@ -80,191 +87,17 @@ def _bps(rate: Decimal) -> str:
     return f"{(rate * BPS).quantize(Decimal('0.01'))} bps"
 
 
-# -- snapshot -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class PerpQuote:
-    """One venue's perpetual market at snapshot time; ``position`` is signed (negative = short)."""
-
-    venue: str
-    symbol: str
-    rate: Decimal
-    interval_hours: int
-    normalised_rate: Decimal
-    mark_price: Decimal
-    position: Decimal
-
-
-@dataclass(frozen=True, kw_only=True)
-class SpotHolding:
-    """The base asset one venue holds (free + reserved)."""
-
-    venue: str
-    asset: str
-    amount: Decimal
-
-
-@dataclass(frozen=True, kw_only=True)
-class VenueFailure:
-    """A venue that could not be read; ``error`` is the tradeops error class name."""
-
-    venue: str
-    error: str
-    message: str
-
-
 class AdjustmentStatus(enum.StrEnum):
     PLANNED = "planned"
     SKIPPED = "skipped"
     REFUSED = "refused"
 
 
-_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "str": str,
-    "int": int,
-    "bool": bool,
-    "Decimal": lambda value: Decimal(str(value)),
-    "Side": Side,
-    "AdjustmentStatus": AdjustmentStatus,
-}
+_PARSERS: dict[str, Callable[[Any], Any]] = {**PARSERS, "Side": Side, "AdjustmentStatus": AdjustmentStatus}
 
 
 def _record(cls: type[R], data: Mapping[str, Any]) -> R:
-    """A flat record dataclass back from its ``to_jsonable`` form."""
-    return cls(**{f.name: _PARSERS[str(f.type)](data[f.name]) for f in fields(cast(Any, cls))})
-
-
-@dataclass(frozen=True, kw_only=True)
-class FundingSnapshot:
-    """What every venue said at ``taken_at``; normalised rates are per ``period_hours``."""
-
-    taken_at: datetime
-    period_hours: int
-    symbols: tuple[str, ...]
-    perps: tuple[PerpQuote, ...] = ()
-    spot: tuple[SpotHolding, ...] = ()
-    unavailable: tuple[VenueFailure, ...] = ()
-
-    def quotes(self, symbol: str) -> list[PerpQuote]:
-        return [quote for quote in self.perps if quote.symbol == symbol]
-
-    def quote(self, venue: str, symbol: str) -> PerpQuote | None:
-        return next((q for q in self.perps if q.venue == venue and q.symbol == symbol), None)
-
-    def spot_total(self, asset: str) -> Decimal:
-        return sum((holding.amount for holding in self.spot if holding.asset == asset), ZERO)
-
-    def failure(self, venue: str) -> VenueFailure | None:
-        return next((failure for failure in self.unavailable if failure.venue == venue), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return cast(dict[str, Any], to_jsonable(self))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FundingSnapshot:
-        return cls(
-            taken_at=datetime.fromisoformat(data["taken_at"]),
-            period_hours=int(data["period_hours"]),
-            symbols=tuple(data["symbols"]),
-            perps=tuple(_record(PerpQuote, item) for item in data["perps"]),
-            spot=tuple(_record(SpotHolding, item) for item in data["spot"]),
-            unavailable=tuple(_record(VenueFailure, item) for item in data["unavailable"]),
-        )
-
-
-def _perp_symbols(symbols: Iterable[str]) -> tuple[str, ...]:
-    chosen = tuple(sorted(set(symbols)))
-    for symbol in chosen:
-        if parse_symbol(symbol)[2] is not MarketKind.PERP:
-            raise ValueError(f"'{symbol}' is not a perpetual (BASE/QUOTE:QUOTE)")
-    return chosen
-
-
-def _venue_scope(config: VenueConfig, symbols: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(perps listed here, base assets of ``symbols`` traded here in any market)."""
-    if config.asset_class != "crypto":
-        return [], []
-    listed = [symbol for symbol in symbols if symbol in config.markets]
-    traded = {parse_symbol(market)[0] for market in config.markets}
-    assets = sorted({parse_symbol(symbol)[0] for symbol in symbols} & traded)
-    return listed, assets
-
-
-def _quote(venue: Venue, name: str, symbol: str, rates: Mapping[str, Any], size: Decimal, period: int) -> PerpQuote:
-    rate = rates.get(symbol)
-    if rate is None:
-        raise VenueError(f"{name} returned no funding rate for {symbol}")
-    mark = rate.mark_price if rate.mark_price is not None else venue.mark_price(symbol)
-    return PerpQuote(
-        venue=name,
-        symbol=symbol,
-        rate=rate.rate,
-        interval_hours=rate.interval_hours,
-        normalised_rate=normalised_rate(rate.rate, rate.interval_hours, period),
-        mark_price=mark,
-        position=size,
-    )
-
-
-def _sizes(positions: Iterable[Position]) -> dict[str, Decimal]:
-    sizes: dict[str, Decimal] = {}
-    for position in positions:
-        sizes[position.symbol] = sizes.get(position.symbol, ZERO) + position.size
-    return sizes
-
-
-def _read_venue(
-    venue: Venue, name: str, listed: list[str], assets: list[str], period: int
-) -> tuple[list[PerpQuote], list[SpotHolding]]:
-    """Everything the hedge needs from one venue; raises the venue's error if any call fails."""
-    balances = venue.balances()
-    spot = [
-        SpotHolding(venue=name, asset=asset, amount=balances[asset].total if asset in balances else ZERO)
-        for asset in assets
-    ]
-    if not listed:
-        return [], spot
-    rates = venue.funding_rates(listed)
-    sizes = _sizes(venue.positions())
-    return [_quote(venue, name, symbol, rates, sizes.get(symbol, ZERO), period) for symbol in listed], spot
-
-
-def snapshot_funding(
-    venues: Mapping[str, Venue], symbols: Sequence[str], *, settings: Settings | None = None
-) -> FundingSnapshot:
-    """Funding, marks, perp positions and spot holdings of ``symbols`` on every crypto venue.
-
-    A venue is read when it lists one of the perps (rates, marks, positions, spot) or trades the
-    base asset in any market (spot only: spot held there needs hedging too). Venues failing with a
-    ``VenueError`` are recorded in ``unavailable``; the others are still read.
-    """
-    settings = settings or load_settings()
-    wanted = _perp_symbols(symbols)
-    period = settings.thresholds.funding_period_hours
-    perps: list[PerpQuote] = []
-    spot: list[SpotHolding] = []
-    failures: list[VenueFailure] = []
-    for name in sorted(venues):
-        listed, assets = _venue_scope(settings.venue(name), wanted)
-        if not assets:
-            continue
-        try:
-            venue_perps, venue_spot = _read_venue(venues[name], name, listed, assets, period)
-        except VenueError as exc:
-            log.warning("funding snapshot: venue %s unavailable: %s: %s", name, type(exc).__name__, exc)
-            failures.append(VenueFailure(venue=name, error=type(exc).__name__, message=str(exc)))
-            continue
-        perps.extend(venue_perps)
-        spot.extend(venue_spot)
-    return FundingSnapshot(
-        taken_at=datetime.now(UTC),
-        period_hours=period,
-        symbols=wanted,
-        perps=tuple(perps),
-        spot=tuple(spot),
-        unavailable=tuple(failures),
-    )
+    return parse_record(cls, data, _PARSERS)
 
 
 # -- plan ---------------------------------------------------------------------------------------
@@ -290,15 +123,8 @@ class Adjustment:
         return self.amount * self.mark_price
 
     def to_step(self) -> dict[str, Any]:
-        """Parameters of ``tradeops.saga.actions.place_order``."""
-        return {
-            "venue": self.venue,
-            "symbol": self.symbol,
-            "side": self.side.value,
-            "amount": _text(self.amount),
-            "order_type": "market",
-            "reduce_only": self.reduce_only,
-        }
+        """Parameters of ``HEDGE_ACTION``: the position this leg ends at, not the delta."""
+        return {"venue": self.venue, "symbol": self.symbol, "target": _text(self.after)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,6 +151,15 @@ class SymbolHedge:
     best_rate: Decimal
 
 
+@dataclass(frozen=True, kw_only=True)
+class FrozenSymbol:
+    """A hedge symbol left unchanged this round: ``venue`` may hold it but could not be read."""
+
+    symbol: str
+    venue: str
+    reason: str
+
+
 def _leg_key(adjustment: Adjustment) -> tuple[int, str, str]:
     return (0 if adjustment.reduce_only else 1, adjustment.venue, adjustment.symbol)
 
@@ -340,12 +175,13 @@ class HedgePlan:
     adjustments: tuple[Adjustment, ...] = ()
     notes: tuple[str, ...] = ()
     unavailable: tuple[VenueFailure, ...] = ()
+    frozen: tuple[FrozenSymbol, ...] = ()
 
     def with_status(self, status: AdjustmentStatus) -> list[Adjustment]:
         return [adjustment for adjustment in self.adjustments if adjustment.status is status]
 
     def to_saga_steps(self) -> list[dict[str, Any]]:
-        """``place_order`` parameters: reductions first, then increases, each by venue and symbol."""
+        """``HEDGE_ACTION`` parameters: reductions first, then increases, each by venue and symbol."""
         return [leg.to_step() for leg in sorted(self.with_status(AdjustmentStatus.PLANNED), key=_leg_key)]
 
     def explain(self) -> str:
@@ -364,7 +200,13 @@ class HedgePlan:
             adjustments=tuple(_record(Adjustment, item) for item in data["adjustments"]),
             notes=tuple(str(note) for note in data["notes"]),
             unavailable=tuple(_record(VenueFailure, item) for item in data["unavailable"]),
+            frozen=tuple(_record(FrozenSymbol, item) for item in data["frozen"]),
         )
+
+
+def hedge_lease_names(symbols: Iterable[str]) -> list[str]:
+    """The lease of each symbol (``hedge:BTC/USDT:USDT``), in the order every run takes them."""
+    return sorted(f"{HEDGE_LEASE_PREFIX}{symbol}" for symbol in set(symbols))
 
 
 def hedge_symbols(named: Iterable[str], settings: Settings) -> list[str]:
@@ -494,11 +336,24 @@ def _plan_symbol(
     return summary, venue_targets, legs
 
 
+def frozen_symbols(snapshot: FundingSnapshot, settings: Settings, symbols: Iterable[str]) -> list[FrozenSymbol]:
+    """The symbols among ``symbols`` an unavailable venue may hold: it lists the perp or trades
+    its base asset in any market (its configured markets), so its spot or short is unknown."""
+    frozen: list[FrozenSymbol] = []
+    for failure in snapshot.unavailable:
+        listed, assets = venue_scope(settings.venue(failure.venue), sorted(symbols))
+        for symbol in sorted(symbols):
+            if symbol in listed or parse_symbol(symbol)[0] in assets:
+                reason = (
+                    f"{failure.venue} unavailable ({failure.error}: {failure.message}) and may hold it: "
+                    "no hedge change this round"
+                )
+                frozen.append(FrozenSymbol(symbol=symbol, venue=failure.venue, reason=reason))
+    return frozen
+
+
 def _general_notes(snapshot: FundingSnapshot, state: TradingState) -> list[str]:
-    notes = [
-        f"{failure.venue} unavailable ({failure.error}: {failure.message}); its spot and positions are not in this plan"
-        for failure in snapshot.unavailable
-    ]
+    notes = [f"{failure.venue} unavailable ({failure.error}: {failure.message})" for failure in snapshot.unavailable]
     if state is not TradingState.ACTIVE:
         notes.append(
             f"trading state {state.value}: no exposure is added and no position moves between venues; "
@@ -527,7 +382,13 @@ def plan_hedge(
     hedges: list[SymbolHedge] = []
     positions: list[VenueTarget] = []
     adjustments: list[Adjustment] = []
-    for symbol in _chosen_symbols(snapshot, settings, symbols):
+    chosen = _chosen_symbols(snapshot, settings, symbols)
+    frozen = frozen_symbols(snapshot, settings, chosen)
+    for item in frozen:
+        log.warning("hedge plan: %s frozen: %s", item.symbol, item.reason)
+    for symbol in chosen:
+        if any(item.symbol == symbol for item in frozen):
+            continue
         if not snapshot.quotes(symbol):
             notes.append(f"{symbol}: no available venue lists it; nothing planned")
             continue
@@ -545,12 +406,14 @@ def plan_hedge(
         adjustments=tuple(sorted(adjustments, key=_leg_key)),
         notes=tuple(notes),
         unavailable=snapshot.unavailable,
+        frozen=tuple(frozen),
     )
 
 
 def _explain_lines(plan: HedgePlan) -> list[str]:
     lines = [f"Funding-rate hedge plan (trading state {plan.trading_state.value}, rates per {plan.period_hours} h)"]
     lines.extend(f"note: {note}" for note in plan.notes)
+    lines.extend(f"FROZEN {item.symbol}: {item.reason}" for item in plan.frozen)
     for hedge in plan.hedges:
         base = parse_symbol(hedge.symbol)[0]
         lines.append(
@@ -610,76 +473,19 @@ def _position_problem(snapshot: FundingSnapshot, target: VenueTarget) -> str | N
     return None
 
 
-# -- deviation events ---------------------------------------------------------------------------
-
-
-def _draft(symbol: str, quotes: Sequence[PerpQuote]) -> FundingRateDeviation:
-    """An unvalidated event carrying only the rates, for the condition to judge."""
-    rates = tuple(
-        VenueFundingRate.model_construct(venue=q.venue, rate=q.rate, interval_hours=q.interval_hours) for q in quotes
-    )
-    return FundingRateDeviation.model_construct(symbol=symbol, rates=rates)
-
-
-def _deviation_event(symbol: str, quotes: Sequence[PerpQuote], settings: Settings) -> FundingRateDeviation | None:
-    draft = _draft(symbol, quotes)
-    if not funding_deviation(draft, settings).fire:
-        return None
-    gap, _venue_a, _venue_b = funding_deviation_bps(draft, settings.thresholds.funding_period_hours)
-    payload = {
-        "symbol": symbol,
-        "rates": [{"venue": q.venue, "rate": q.rate, "interval_hours": q.interval_hours} for q in quotes],
-        "deviation_bps": gap,
-        "source": EVENT_SOURCE,
-    }
-    return cast(FundingRateDeviation, build_event("funding-rate-deviation", payload))
-
-
-def deviation_events(snapshot: FundingSnapshot, settings: Settings) -> list[FundingRateDeviation]:
-    """A funding-rate-deviation event per symbol whose normalised rates differ beyond the threshold.
-
-    The decision is ``tradeops.conditions.funding_deviation`` on the venues' quoted rates and
-    intervals, the same check the event watcher applies. Raises ``EventValidationError`` when a
-    venue quotes a rate outside the event schema's bounds (an alert must not vanish silently).
-    """
-    events: list[FundingRateDeviation] = []
-    for symbol in snapshot.symbols:
-        quotes = sorted(snapshot.quotes(symbol), key=lambda quote: quote.venue)
-        if len(quotes) < 2:
-            continue
-        event = _deviation_event(symbol, quotes, settings)
-        if event is not None:
-            events.append(event)
-    return events
-
-
-def publish_deviations(
-    snapshot: FundingSnapshot, settings: Settings, *, bootstrap: str | None = None
-) -> list[DeliveryReport]:
-    """Publish ``deviation_events(snapshot, settings)``; each report means the broker stored it."""
-    return [
-        publish(event, bootstrap=bootstrap, topics=settings.kafka.topics)
-        for event in deviation_events(snapshot, settings)
-    ]
-
-
 __all__ = [
-    "EVENT_SOURCE",
+    "HEDGE_ACTION",
+    "HEDGE_LEASE_PREFIX",
     "KEEP_WITHIN_BPS",
-    "PLACE_ORDER_ACTION",
     "Adjustment",
     "AdjustmentStatus",
-    "FundingSnapshot",
+    "FrozenSymbol",
     "HedgePlan",
-    "PerpQuote",
-    "SpotHolding",
     "SymbolHedge",
-    "VenueFailure",
     "VenueTarget",
-    "deviation_events",
+    "frozen_symbols",
+    "hedge_lease_names",
     "hedge_symbols",
     "plan_hedge",
-    "publish_deviations",
-    "snapshot_funding",
     "verify_hedge",
 ]

@@ -61,6 +61,15 @@ def release(name: str, holder: str, *, engine: Engine | None = None) -> bool:
         return bool(conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder)).rowcount)
 
 
+def release_held(holder: str, prefix: str, *, engine: Engine | None = None) -> list[str]:
+    """Give back every lease named ``prefix...`` that ``holder`` holds; returns their names."""
+    held = (leases.c.holder == holder) & leases.c.name.startswith(prefix, autoescape=True)
+    with transaction(engine or get_engine()) as conn:
+        names = sorted(conn.execute(select(leases.c.name).where(held)).scalars())
+        conn.execute(delete(leases).where(held, leases.c.name.in_(names)))
+    return names
+
+
 def current(name: str, *, engine: Engine | None = None) -> Lease | None:
     with transaction(engine or get_engine()) as conn:
         row = conn.execute(select(leases).where(leases.c.name == name)).first()

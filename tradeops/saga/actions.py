@@ -118,7 +118,16 @@ def _settled_order(venue: GuardedVenue, key: str, symbol: str) -> Order | None:
     return order
 
 
-def _trade_back(venue: GuardedVenue, request: OrderRequest, key: str, target: Decimal) -> tuple[Decimal, list[Order]]:
+def _reverse_is_reduce_only(venue: GuardedVenue, symbol: str, side: Side, amount: Decimal) -> bool:
+    """Reduce-only when the reverse order only shrinks the live perp position (a step that flipped
+    the position through zero cannot be traded back reduce-only)."""
+    if parse_symbol(symbol)[2] is not MarketKind.PERP:
+        return False
+    position = venue.exposure(symbol)
+    return position != 0 and (position > 0) == (side is Side.SELL) and amount <= abs(position)
+
+
+def _trade_back(venue: GuardedVenue, symbol: str, key: str, target: Decimal) -> tuple[Decimal, list[Order]]:
     """Trade ``target`` (signed base change to undo) back in up to MAX_REVERSE_ATTEMPTS orders.
 
     Each attempt has its own deterministic key, so a retried undo finds the attempts already
@@ -126,27 +135,26 @@ def _trade_back(venue: GuardedVenue, request: OrderRequest, key: str, target: De
     was rejected or filled only partly leaves the rest for the next attempt. Returns what is
     still left (signed; zero when done) and the reverse orders.
     """
-    base, _quote, kind = parse_symbol(request.symbol)
-    is_perp = kind is MarketKind.PERP
-    dust = load_settings().stop_loss.dust_of(base)  # below a lot: cannot be traded, counts as done
+    dust = load_settings().stop_loss.dust_of(parse_symbol(symbol)[0])  # below a lot: counts as done
     left = target
     reverses: list[Order] = []
     for attempt in range(1, MAX_REVERSE_ATTEMPTS + 1):
         if abs(left) <= dust:
             break
         attempt_key = reverse_key(key, attempt)
-        order = _settled_order(venue, attempt_key, request.symbol)
+        order = _settled_order(venue, attempt_key, symbol)
         if order is None:
+            side = Side.SELL if left > 0 else Side.BUY
             reverse = OrderRequest(
-                venue=request.venue,
-                symbol=request.symbol,
-                side=Side.SELL if left > 0 else Side.BUY,
+                venue=venue.name,
+                symbol=symbol,
+                side=side,
                 amount=abs(left),
                 client_order_id=attempt_key,
-                reduce_only=is_perp and not request.reduce_only,
+                reduce_only=_reverse_is_reduce_only(venue, symbol, side, abs(left)),
             )
             venue.place_order(reverse, exit_only=True)
-            order = _settled_order(venue, attempt_key, request.symbol)
+            order = _settled_order(venue, attempt_key, symbol)
             if order is None:
                 raise OutcomeUnknownError(f"reverse order {attempt_key} on {venue.name} was placed but cannot be found")
         reverses.append(order)
@@ -154,40 +162,45 @@ def _trade_back(venue: GuardedVenue, request: OrderRequest, key: str, target: De
     return left, reverses
 
 
-def undo_place_order(params: Params, key: str) -> UndoResult:
-    """Trade back what the step's order really did, and report only what the venue confirms.
+def trade_back_order(venue: GuardedVenue, key: str, symbol: str, what: str) -> UndoResult:
+    """Undo the order with client id ``key``: report only what the venue confirms.
 
-    Cancels what is still open, then trades back the fills (reduce-only for perps, exit-only
-    so it passes while HALTED). "Undone" means the reverse orders' fills bring the exposure the
-    step added back to zero (within the asset's ``stop_loss.dust``, what no order can trade); an
-    expired, rejected or partly filled reverse order is followed by another attempt, and what is
-    still left after them is an error for a human. An order the
-    venue cannot find is "nothing to undo" only on a venue that finds every order by client id;
-    elsewhere it is an unknown outcome.
+    Cancels what is still open, then trades back the fills (reduce-only for perps where that
+    fits, exit-only so it passes while HALTED). "Undone" means the reverse orders' fills bring
+    the exposure the order added back to zero (within the asset's ``stop_loss.dust``, what no
+    order can trade); an expired, rejected or partly filled reverse order is followed by another
+    attempt, and what is still left after them is an error for a human. An order the venue
+    cannot find is "nothing to undo" only on a venue that finds every order by client id;
+    elsewhere it is an unknown outcome. ``what`` describes the order for those messages.
     """
-    request = order_request(params, key)
-    venue = open_venue(request.venue)
-    order = _settled_order(venue, key, request.symbol)
+    order = _settled_order(venue, key, symbol)
     if order is None:
         if not venue.finds_orders_by_client_id:
             raise OutcomeUnknownError(
-                f"{request.venue} cannot look orders up by client id beyond the open ones: whether order "
-                f"{key} ({request.side.value} {request.amount} {request.symbol}) was placed is unknown"
+                f"{venue.name} cannot look orders up by client id beyond the open ones: whether order "
+                f"{key} ({what}) was placed is unknown"
             )
         return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": "venue has no such order"})
     target = base_change(order)
     if target == 0:
         return UndoResult(UndoOutcome.NOTHING_TO_UNDO, {"reason": f"order {order.status.value}, nothing filled"})
-    left, reverses = _trade_back(venue, request, key, target)
+    left, reverses = _trade_back(venue, symbol, key, target)
     detail = {"original": to_jsonable(order), "reverses": to_jsonable(reverses), "left": to_jsonable(left)}
-    if abs(left) > load_settings().stop_loss.dust_of(parse_symbol(request.symbol)[0]):
+    if abs(left) > load_settings().stop_loss.dust_of(parse_symbol(symbol)[0]):
         raise UndoIncompleteError(
-            f"undo of order {key} on {request.venue}: the step changed {request.symbol} exposure by {target}; "
+            f"undo of order {key} on {venue.name}: the step changed {symbol} exposure by {target}; "
             f"after {len(reverses)} reverse order(s) {left} is still not traded back "
             f"({', '.join(f'{o.client_order_id}: {o.status.value} {o.filled}/{o.amount}' for o in reverses)})"
         )
     summary = ", ".join(f"{o.side.value} {o.filled} {o.symbol} (order {o.order_id})" for o in reverses)
     return UndoResult(UndoOutcome.UNDONE, {"reason": f"traded back: {summary}", **detail})
+
+
+def undo_place_order(params: Params, key: str) -> UndoResult:
+    """Trade back what the step's order really did (see ``trade_back_order``)."""
+    request = order_request(params, key)
+    what = f"{request.side.value} {request.amount} {request.symbol}"
+    return trade_back_order(open_venue(request.venue), key, request.symbol, what)
 
 
 @saga_step(undo="undo_withdraw")

@@ -400,7 +400,9 @@ class CcxtVenue(Venue):
             raw = self._exchange.fetch_funding_rates(wanted)
         else:
             raw = {symbol: self._exchange.fetch_funding_rate(symbol) for symbol in wanted}
-        return {symbol: self._funding_rate(symbol, raw[symbol]) for symbol in wanted if symbol in raw}
+        answered = {symbol: raw[symbol] for symbol in wanted if symbol in raw}
+        intervals = self._intervals(answered)
+        return {symbol: self._funding_rate(symbol, answer, intervals[symbol]) for symbol, answer in answered.items()}
 
     def _perp_symbols(self, symbols: list[str] | None) -> list[str]:
         """The symbols asked for; else the configured perps; else every linear perp listed."""
@@ -412,24 +414,43 @@ class CcxtVenue(Venue):
         self._exchange.load_markets()
         return [s for s, m in self._exchange.markets.items() if m.get("swap") and m.get("linear")]
 
-    def _funding_rate(self, symbol: str, raw: Raw) -> FundingRate:
+    def _funding_rate(self, symbol: str, raw: Raw, interval_hours: int) -> FundingRate:
         return FundingRate(
             venue=self.name,
             symbol=symbol,
             rate=_dec(raw.get("fundingRate")),
-            interval_hours=self._interval_hours(raw.get("interval")),
+            interval_hours=interval_hours,
             mark_price=_dec_or_none(raw.get("markPrice")),
             next_funding_at=_from_ms(raw.get("fundingTimestamp") or raw.get("nextFundingTimestamp")),
         )
 
-    def _interval_hours(self, interval: str | None) -> int:
-        """Whole hours of a ccxt interval such as "8h"; otherwise the configured interval."""
+    def _intervals(self, raw: Mapping[str, Raw]) -> dict[str, int]:
+        """Funding interval per symbol: from the rates' answer, else asked of the venue
+        (``fetch_funding_intervals`` / ``fetch_funding_interval`` where it has them), else the
+        configured interval of the symbol."""
+        hours = {symbol: self._hours(answer.get("interval")) for symbol, answer in raw.items()}
+        missing = [symbol for symbol, value in hours.items() if value is None]
+        if missing:
+            hours.update(self._asked_intervals(missing))
+        return {symbol: value or self.config.funding_interval(symbol) for symbol, value in hours.items()}
+
+    def _asked_intervals(self, symbols: list[str]) -> dict[str, int | None]:
+        if self._exchange.has.get("fetchFundingIntervals"):
+            answers = self._exchange.fetch_funding_intervals(symbols)
+            return {symbol: self._hours((answers.get(symbol) or {}).get("interval")) for symbol in symbols}
+        if self._exchange.has.get("fetchFundingInterval"):
+            fetch = self._exchange.fetch_funding_interval
+            return {symbol: self._hours(fetch(symbol).get("interval")) for symbol in symbols}
+        return {}
+
+    def _hours(self, interval: str | None) -> int | None:
+        """Whole hours of a ccxt interval such as "8h"; None when absent or not whole hours."""
         try:
             seconds = int(self._exchange.parse_timeframe(interval)) if interval else 0
         except (ccxt.BaseError, ValueError, KeyError, TypeError):
             seconds = 0
         if seconds <= 0 or seconds % 3600:
-            return self.config.funding_interval_hours
+            return None
         return seconds // 3600
 
     @_venue_call

@@ -172,9 +172,21 @@ class PaperVenue(Venue):
 
     @_venue_call()
     def balances(self) -> dict[str, Balance]:
+        """Balances as an exchange reports them: the initial margin of open positions is ``used``
+        (what ``paper_book.available`` keeps back), not ``free``; the total is unchanged."""
+        collateral = self._spec.collateral_assets()
         with transaction(self._engine) as conn:
             rows = book.all_balances(conn, self.name)
-        return {r.asset: Balance(venue=self.name, asset=r.asset, free=r.free, used=r.used) for r in rows}
+            margin = {r.asset: book.margin_used(conn, self._spec, r.asset) for r in rows if r.asset in collateral}
+        return {
+            r.asset: Balance(
+                venue=self.name,
+                asset=r.asset,
+                free=r.free - margin.get(r.asset, Decimal(0)),
+                used=r.used + margin.get(r.asset, Decimal(0)),
+            )
+            for r in rows
+        }
 
     @_venue_call()
     def positions(self) -> list[Position]:
@@ -217,7 +229,7 @@ class PaperVenue(Venue):
 
     def _funding_rate(self, conn: Connection, symbol: str) -> FundingRate:
         market = book.market_row(conn, self.name, symbol)
-        interval = self.config.funding_interval_hours
+        interval = self.config.funding_interval(symbol)
         return FundingRate(
             venue=self.name,
             symbol=symbol,

@@ -1,7 +1,7 @@
 """Perpetual funding on the paper exchange.
 
-Funding is paid at boundaries every ``funding_interval_hours`` hours, aligned to midnight UTC
-(counted from the Unix epoch, which is midnight-aligned for every interval that divides 24).
+Funding is paid at boundaries every ``VenueConfig.funding_interval(symbol)`` hours (per symbol),
+aligned to midnight UTC (counted from the Unix epoch, which is midnight-aligned for every interval that divides 24).
 Accrual is lazy: each venue call first pays every boundary crossed since the last one paid.
 That is exact because every change of size, mark or rate is itself a venue call, so the state
 seen at accrual time is the state that held at each crossed boundary.
@@ -72,7 +72,7 @@ def accrue(conn: Connection, spec: VenueSpec, now: datetime) -> list[FundingPaym
 
 def _accrue_market(conn: Connection, spec: VenueSpec, symbol: str, now: datetime) -> list[FundingPayment]:
     market = book.market_row(conn, spec.name, symbol)
-    interval = spec.config.funding_interval_hours
+    interval = spec.config.funding_interval(symbol)
     if market.funding_accrued_to is None:
         book.update_market(conn, spec.name, symbol, funding_accrued_to=last_boundary(now, interval))
         return []
