@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from tradeops import risk
 from tradeops.conditions import funding_deviation
 from tradeops.config import Settings, settings
-from tradeops.errors import OperationalError, TemporaryVenueError
+from tradeops.errors import TemporaryVenueError
 from tradeops.events import parse_event, to_json
 from tradeops.funding_events import EVENT_SOURCE, deviation_events, publish_deviations
 from tradeops.funding_snapshot import FundingSnapshot, snapshot_funding
@@ -391,7 +391,9 @@ def test_undo_set_perp_position_when_run_twice_then_traded_back_once(world: dict
     assert _positions(world) == {("okx", BTC): D(-1)}
 
 
-def test_undo_set_perp_position_when_reverse_order_not_filled_completely_then_raises(world: dict[str, Venue]) -> None:
+def test_undo_set_perp_position_when_reverse_order_rests_unfilled_then_canceled_and_traded_back_again(
+    world: dict[str, Venue],
+) -> None:
     step, key = _step("okx", BTC, "-4"), idempotency_key(DAG_ID, "run-1", "adjust", 0)
     set_perp_position(step, key)
     resting = OrderRequest(
@@ -405,12 +407,11 @@ def test_undo_set_perp_position_when_reverse_order_not_filled_completely_then_ra
     )
     _paper("okx").place_order(resting)  # the reverse order rests unfilled (as after a venue outage)
 
-    with pytest.raises(TemporaryVenueError, match="still open"):
-        undo_set_perp_position(step, key)
-    _paper("okx").cancel_order(undo_key(key))
-    with pytest.raises(OperationalError, match="did not fill completely"):
-        undo_set_perp_position(step, key)
-    assert _positions(world) == {("okx", BTC): D(-4)}
+    result = undo_set_perp_position(step, key)
+
+    assert result.outcome is UndoOutcome.UNDONE
+    assert [(r["status"], r["filled"]) for r in result.detail["reverses"]] == [("canceled", "0"), ("filled", "4")]
+    assert _positions(world) == {}
 
 
 def test_undo_when_steps_undone_in_reverse_then_adjustments_reversed(world: dict[str, Venue]) -> None:
