@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # checkov lives in its own venv: its pinned dependencies clash with Airflow's.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# Two pytest-xdist workers, one test file each (tests in a file share their fixtures and order).
+PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
 .PHONY: run stop status test lint venv reset lock bench help
 

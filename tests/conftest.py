@@ -32,6 +32,25 @@ for _name in [n for n in os.environ if n.startswith("TRADEOPS__")]:
     del os.environ[_name]
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its DAG parse times to the controller, which prints them."""
+    from tests.fixtures.reporting import PARSE_TIMES
+
+    output = getattr(session.config, "workeroutput", None)
+    times = session.config.stash.get(PARSE_TIMES, None)
+    if output is not None and times:
+        output["parse_times"] = times
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: only called when it runs the suite
+def pytest_testnodedown(node: object, error: object) -> None:
+    from tests.fixtures.reporting import PARSE_TIMES
+
+    times = getattr(node, "workeroutput", {}).get("parse_times")
+    if times:
+        node.config.stash[PARSE_TIMES] = times  # type: ignore[attr-defined]
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """Print each DAG file's parse time (measured by tests/test_dag_integrity.py)."""
     from tests.fixtures.reporting import PARSE_TIMES
