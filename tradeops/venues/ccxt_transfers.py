@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,7 @@ from tradeops.db import utcnow
 from tradeops.errors import OperationalError, OutcomeUnknownError
 from tradeops.model import Transfer, TransferStatus
 from tradeops.venues import withdrawal_ledger as attempts
+from tradeops.venues.ccxt_convert import dec, from_ms
 from tradeops.venues.reuse import check_transfer_reuse
 
 log = logging.getLogger(__name__)
@@ -49,18 +50,6 @@ _TRANSFER_STATUS = {
 _REJECTIONS = (ccxt.InsufficientFunds, ccxt.InvalidAddress, ccxt.BadRequest, ccxt.AuthenticationError, ccxt.BadSymbol)
 # How far before our attempt a history row may be stamped (clock skew between us and the venue).
 _CLOCK_SKEW = timedelta(seconds=60)
-
-
-def _dec(value: Any, default: Decimal = Decimal(0)) -> Decimal:
-    if value is None or value == "":
-        return default
-    return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def _from_ms(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(value))
 
 
 @dataclass(frozen=True)
@@ -239,9 +228,9 @@ class CcxtWithdrawals:
         candidates = [
             row
             for row in self._exchange.fetch_withdrawals(attempt.asset, int(since.timestamp() * 1000))
-            if _dec(row.get("amount")) == attempt.amount
+            if dec(row.get("amount")) == attempt.amount
             and (row.get("address") or row.get("addressTo")) == attempt.address
-            and (_from_ms(row.get("timestamp")) or since) >= since
+            and (from_ms(row.get("timestamp")) or since) >= since
             and str(row.get("id")) not in claimed
         ]
         if len(candidates) > 1:
@@ -271,7 +260,7 @@ class CcxtWithdrawals:
             raw,
             transfer_id,
             asset=raw.get("currency") or "",
-            amount=_dec(raw.get("amount")),
+            amount=dec(raw.get("amount")),
             to_venue=self._venue_of(raw.get("address") or raw.get("addressTo")),
             network=raw.get("network") or "",
         )
@@ -288,10 +277,10 @@ class CcxtWithdrawals:
             from_venue=self.venue,
             to_venue=to_venue,
             network=network,
-            fee=_dec(fee) if fee is not None else self._network_fee(asset, network),
+            fee=dec(fee) if fee is not None else self._network_fee(asset, network),
             status=status,
-            created_at=_from_ms(raw.get("timestamp")),
-            settles_at=_from_ms(raw.get("updated")) if status is TransferStatus.SETTLED else None,
+            created_at=from_ms(raw.get("timestamp")),
+            settles_at=from_ms(raw.get("updated")) if status is TransferStatus.SETTLED else None,
         )
 
     def _network_fee(self, asset: str, network: str) -> Decimal:
@@ -299,6 +288,6 @@ class CcxtWithdrawals:
         networks = ((self._exchange.currencies or {}).get(asset) or {}).get("networks") or {}
         published = (networks.get(network) or {}).get("fee")
         if published is not None:
-            return _dec(published)
+            return dec(published)
         route = self._config.withdrawal.get(asset, {}).get(network)
         return route.fee if route is not None else Decimal(0)

@@ -3,7 +3,8 @@
 Three rules shape this module:
 
 * No ccxt exception escapes. Every public method runs under ``_venue_call``, which maps the
-  vendor error onto ``tradeops.errors`` through ``ERROR_RULES`` (a table, most specific first).
+  vendor error onto ``tradeops.errors`` through ``ERROR_RULES`` (a table, most specific first,
+  in ``tradeops.venues.ccxt_errors``).
 * No retries here. ccxt's own ``maxRetriesOnFailure`` is forced to 0 and nothing loops on
   errors: retry and backoff belong to the saga layer, which knows whether a step is safe to
   repeat. What this adapter does instead is make repeating safe: ``place_order`` looks the
@@ -23,9 +24,9 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -34,13 +35,8 @@ from sqlalchemy import Engine
 
 from tradeops.config import VenueConfig
 from tradeops.errors import (
-    AuthenticationError,
     ConfigError,
-    InsufficientFundsError,
-    InvalidOrderError,
-    NotFoundError,
     OperationalError,
-    TemporaryVenueError,
     VenueError,
 )
 from tradeops.model import (
@@ -56,6 +52,8 @@ from tradeops.model import (
     Transfer,
 )
 from tradeops.venues.base import Venue
+from tradeops.venues.ccxt_convert import candle, dec, dec_or_none, from_ms, to_ms
+from tradeops.venues.ccxt_errors import ERROR_RULES, ErrorRule, translate_ccxt_error
 from tradeops.venues.ccxt_transfers import CcxtWithdrawals, WithdrawalRequest
 from tradeops.venues.reuse import check_order_reuse
 
@@ -67,77 +65,6 @@ CREDENTIAL_KEYS = frozenset({"apiKey", "secret", "password", "uid"})
 Raw = dict[str, Any]
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# --------------------------------------------------------------------------------------------
-# error translation
-
-
-@dataclass(frozen=True)
-class ErrorRule:
-    """``ccxt_error`` (or a subclass) becomes ``error``; ``methods`` limits the rule to those calls."""
-
-    ccxt_error: type[Exception]
-    error: type[VenueError]
-    methods: frozenset[str] | None = None
-
-    def matches(self, exc: Exception, method: str) -> bool:
-        return isinstance(exc, self.ccxt_error) and (self.methods is None or method in self.methods)
-
-
-LOOKUP_METHODS = frozenset({"get_order", "cancel_order", "get_transfer"})
-
-ERROR_RULES: tuple[ErrorRule, ...] = (
-    # looking something up that is not there; elsewhere it is an invalid order (row below)
-    ErrorRule(ccxt.OrderNotFound, NotFoundError, LOOKUP_METHODS),
-    ErrorRule(ccxt.InsufficientFunds, InsufficientFundsError),
-    ErrorRule(ccxt.AccountSuspended, AuthenticationError),
-    ErrorRule(ccxt.PermissionDenied, AuthenticationError),
-    ErrorRule(ccxt.AuthenticationError, AuthenticationError),
-    ErrorRule(ccxt.OrderNotFillable, InvalidOrderError),
-    ErrorRule(ccxt.DuplicateOrderId, InvalidOrderError),
-    ErrorRule(ccxt.InvalidOrder, InvalidOrderError),
-    ErrorRule(ccxt.InvalidAddress, InvalidOrderError),
-    ErrorRule(ccxt.BadSymbol, InvalidOrderError),
-    ErrorRule(ccxt.BadRequest, InvalidOrderError),
-    ErrorRule(ccxt.ArgumentsRequired, InvalidOrderError),
-    # NetworkError is not an ExchangeError: it has its own branch under OperationFailed
-    ErrorRule(ccxt.RequestTimeout, TemporaryVenueError),
-    ErrorRule(ccxt.RateLimitExceeded, TemporaryVenueError),
-    ErrorRule(ccxt.DDoSProtection, TemporaryVenueError),
-    ErrorRule(ccxt.OnMaintenance, TemporaryVenueError),
-    ErrorRule(ccxt.ExchangeNotAvailable, TemporaryVenueError),
-    ErrorRule(ccxt.InvalidNonce, TemporaryVenueError),
-    ErrorRule(ccxt.NetworkError, TemporaryVenueError),
-    ErrorRule(ccxt.CancelPending, TemporaryVenueError),
-    ErrorRule(ccxt.BadResponse, TemporaryVenueError),
-    ErrorRule(ccxt.OperationFailed, TemporaryVenueError),
-    ErrorRule(ccxt.NotSupported, OperationalError),
-    ErrorRule(ccxt.ExchangeError, OperationalError),
-    ErrorRule(ccxt.BaseError, OperationalError),
-)
-_MAX_MESSAGE = 600
-
-
-def translate_ccxt_error(exc: Exception, *, venue: str, method: str, secrets: Iterable[str] = ()) -> VenueError:
-    """The project error for ``exc`` raised by ``venue``.``method`` (first matching rule wins).
-
-    A ``VenueError`` passes through unchanged; anything the table does not know (including
-    non-ccxt exceptions while parsing an answer) is an ``OperationalError``: unknown state.
-    """
-    if isinstance(exc, VenueError):
-        return exc
-    error = next((rule.error for rule in ERROR_RULES if rule.matches(exc, method)), OperationalError)
-    return error(_describe(exc, venue, method, secrets))
-
-
-def _describe(exc: Exception, venue: str, method: str, secrets: Iterable[str]) -> str:
-    text = str(exc)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    if len(text) > _MAX_MESSAGE:
-        text = text[:_MAX_MESSAGE] + "..."
-    return f"venue '{venue}' {method}() failed: {type(exc).__name__}: {text}"
 
 
 def _venue_call(func: Callable[Concatenate[CcxtVenue, P], R]) -> Callable[Concatenate[CcxtVenue, P], R]:
@@ -194,14 +121,14 @@ def venue_client_id(client_order_id: str, pattern: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# conversions (ccxt floats and strings -> Decimal through str, never Decimal(float))
+# ccxt order statuses and lists (amounts and times: tradeops.venues.ccxt_convert)
 
 _BALANCE_KEYS_NOT_ASSETS = frozenset({"info", "timestamp", "datetime", "free", "used", "total", "debt"})
 _ORDER_STATUS = {
     "open": OrderStatus.OPEN,
     "closed": OrderStatus.FILLED,
     "canceled": OrderStatus.CANCELED,
-    "expired": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
     "rejected": OrderStatus.REJECTED,
 }
 _ORDER_LISTS = (
@@ -209,35 +136,6 @@ _ORDER_LISTS = (
     ("fetch_closed_orders", "fetchClosedOrders"),
     ("fetch_canceled_orders", "fetchCanceledOrders"),
 )
-
-
-def _dec(value: Any, default: Decimal = Decimal(0)) -> Decimal:
-    if value is None or value == "":
-        return default
-    return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def _dec_or_none(value: Any) -> Decimal | None:
-    return None if value is None or value == "" else _dec(value)
-
-
-def _from_ms(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(value))
-
-
-def _to_ms(value: datetime) -> int:
-    moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def _candle(row: list[Any]) -> Candle:
-    ts = _from_ms(row[0])
-    assert ts is not None
-    return Candle(
-        ts=ts, open=_dec(row[1]), high=_dec(row[2]), low=_dec(row[3]), close=_dec(row[4]), volume=_dec(row[5])
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,7 +249,7 @@ class CcxtVenue(Venue):
     def balances(self) -> dict[str, Balance]:
         raw = self._exchange.fetch_balance()
         return {
-            asset: Balance(venue=self.name, asset=asset, free=_dec(entry.get("free")), used=_dec(entry.get("used")))
+            asset: Balance(venue=self.name, asset=asset, free=dec(entry.get("free")), used=dec(entry.get("used")))
             for asset, entry in raw.items()
             if asset not in _BALANCE_KEYS_NOT_ASSETS and isinstance(entry, dict)
         }
@@ -367,14 +265,14 @@ class CcxtVenue(Venue):
         return bool(market.get("swap") and market.get("linear"))
 
     def _position(self, raw: Raw) -> Position:
-        size = _dec(raw.get("contracts")) * _dec(raw.get("contractSize"), Decimal(1))
+        size = dec(raw.get("contracts")) * dec(raw.get("contractSize"), Decimal(1))
         return Position(
             venue=self.name,
             symbol=raw["symbol"],
             size=-size if raw.get("side") == "short" else size,
-            entry_price=_dec(raw.get("entryPrice")),
-            mark_price=_dec(raw.get("markPrice")),
-            unrealized_pnl=_dec(raw.get("unrealizedPnl")),
+            entry_price=dec(raw.get("entryPrice")),
+            mark_price=dec(raw.get("markPrice")),
+            unrealized_pnl=dec(raw.get("unrealizedPnl")),
         )
 
     # ---- market data -----------------------------------------------------------------------
@@ -389,7 +287,7 @@ class CcxtVenue(Venue):
         price = next((ticker.get(key) for key in ("markPrice", "last", "close") if ticker.get(key)), None)
         if price is None:
             raise OperationalError(f"venue '{self.name}' mark_price(): no price for {symbol} in the ticker")
-        return _dec(price)
+        return dec(price)
 
     @_venue_call
     def funding_rates(self, symbols: list[str] | None = None) -> dict[str, FundingRate]:
@@ -418,10 +316,10 @@ class CcxtVenue(Venue):
         return FundingRate(
             venue=self.name,
             symbol=symbol,
-            rate=_dec(raw.get("fundingRate")),
+            rate=dec(raw.get("fundingRate")),
             interval_hours=interval_hours,
-            mark_price=_dec_or_none(raw.get("markPrice")),
-            next_funding_at=_from_ms(raw.get("fundingTimestamp") or raw.get("nextFundingTimestamp")),
+            mark_price=dec_or_none(raw.get("markPrice")),
+            next_funding_at=from_ms(raw.get("fundingTimestamp") or raw.get("nextFundingTimestamp")),
         )
 
     def _intervals(self, raw: Mapping[str, Raw]) -> dict[str, int]:
@@ -463,9 +361,9 @@ class CcxtVenue(Venue):
     ) -> list[Candle]:
         step_ms = int(self._exchange.parse_timeframe(timeframe)) * 1000
         if since is None and limit is None:
-            return [_candle(row) for row in self._exchange.fetch_ohlcv(symbol, timeframe)]
-        start = _to_ms(since) if since is not None else self._latest_start(step_ms, limit or 0)
-        return [_candle(row) for row in self._paginate_ohlcv(symbol, timeframe, start, limit, step_ms)]
+            return [candle(row) for row in self._exchange.fetch_ohlcv(symbol, timeframe)]
+        start = to_ms(since) if since is not None else self._latest_start(step_ms, limit or 0)
+        return [candle(row) for row in self._paginate_ohlcv(symbol, timeframe, start, limit, step_ms)]
 
     def _latest_start(self, step_ms: int, count: int) -> int:
         return (int(self._exchange.milliseconds()) // step_ms - count + 1) * step_ms
@@ -642,15 +540,15 @@ class CcxtVenue(Venue):
             symbol=raw["symbol"],
             side=Side(raw["side"]),
             order_type=OrderType.MARKET if raw.get("type") == "market" else OrderType.LIMIT,
-            amount=_dec(raw.get("amount")) * size,
-            filled=_dec(raw.get("filled")) * size,
+            amount=dec(raw.get("amount")) * size,
+            filled=dec(raw.get("filled")) * size,
             status=_ORDER_STATUS.get(raw.get("status") or "open", OrderStatus.OPEN),
-            price=_dec_or_none(raw.get("price")),
-            average_price=_dec_or_none(raw.get("average")),
-            fee=_dec(fee.get("cost")),
+            price=dec_or_none(raw.get("price")),
+            average_price=dec_or_none(raw.get("average")),
+            fee=dec(fee.get("cost")),
             fee_asset=fee.get("currency") or "",
             reduce_only=bool(raw.get("reduceOnly")),
-            created_at=_from_ms(raw.get("timestamp")),
+            created_at=from_ms(raw.get("timestamp")),
         )
 
     def _market(self, symbol: str) -> Raw:
@@ -660,7 +558,7 @@ class CcxtVenue(Venue):
     @staticmethod
     def _contract_size(market: Raw) -> Decimal:
         """Base units per contract: ccxt amounts on contract markets count contracts."""
-        return _dec(market.get("contractSize"), Decimal(1)) if market.get("contract") else Decimal(1)
+        return dec(market.get("contractSize"), Decimal(1)) if market.get("contract") else Decimal(1)
 
     # ---- transfers (tradeops.venues.ccxt_transfers) ------------------------------------------
 
