@@ -31,6 +31,8 @@ def _summary(detail: dict) -> str:
         return f"{detail['error']}: {detail.get('message', '')}"
     if "reason" in detail:
         return str(detail["reason"])
+    if "message" in detail:
+        return str(detail["message"])
     return ""
 
 

@@ -192,7 +192,9 @@ def trade_back_order(venue: GuardedVenue, key: str, symbol: str, what: str) -> U
             f"after {len(reverses)} reverse order(s) {left} is still not traded back "
             f"({', '.join(f'{o.client_order_id}: {o.status.value} {o.filled}/{o.amount}' for o in reverses)})"
         )
-    summary = ", ".join(f"{o.side.value} {o.filled} {o.symbol} (order {o.order_id})" for o in reverses)
+    summary = ", ".join(
+        f"{o.side.value} {o.filled}/{o.amount} {o.symbol} {o.status.value} (order {o.order_id})" for o in reverses
+    )
     return UndoResult(UndoOutcome.UNDONE, {"reason": f"traded back: {summary}", **detail})
 
 
