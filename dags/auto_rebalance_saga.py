@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG
 
 from operators.events import ClaimEventsOperator
-from operators.rebalance import AcquireLeaseSensor, PlanRebalanceOperator, ReleaseLeaseOperator, VerifyRebalanceSensor
+from operators.leases import AcquireLeasesSensor, ReleaseLeasesOperator
+from operators.rebalance import PlanRebalanceOperator, VerifyRebalanceSensor
 from operators.saga import mapped_saga
 from operators.tags import EVENT_TRIGGERED
 from sensors.kafka_events import event_asset
@@ -46,11 +47,18 @@ with DAG(
     doc_md=DOC,
 ) as dag:
     claim = ClaimEventsOperator(task_id="claim_events", event_types=["capital_threshold", "market_shock"])
-    lease = AcquireLeaseSensor(task_id="acquire_lease", lease_name="auto_rebalance")
+    lease = AcquireLeasesSensor(
+        task_id="acquire_lease",
+        prefix="auto_rebalance",
+        names=["auto_rebalance"],
+        ttl=timedelta(hours=3),
+        poke_interval=10,
+        timeout=6 * 3600,
+    )
     plan = PlanRebalanceOperator(task_id="plan_rebalance")
     transfers, compensate = mapped_saga("transfer", TRANSFER_ACTION, plan.output)
     verify = VerifyRebalanceSensor(task_id="verify_balances", plan_task_id="plan_rebalance")
-    release = ReleaseLeaseOperator(task_id="release_lease", lease_name="auto_rebalance").as_teardown(setups=lease)
+    release = ReleaseLeasesOperator(task_id="release_lease", prefix="auto_rebalance").as_teardown(setups=lease)
     claim >> lease >> plan
     transfers >> verify
     [verify, compensate] >> release  # never before compensation has finished moving funds back

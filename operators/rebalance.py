@@ -1,25 +1,20 @@
-"""Fund rebalancing tasks: the run lease, the plan, and the wait for funds to arrive."""
+"""Fund rebalancing tasks: the plan and the wait for funds to arrive (the run lease: ``operators.leases``)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from airflow.sdk import BaseOperator, BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from tradeops import leases, risk
+from tradeops import risk
 from tradeops.config import Settings, settings
 from tradeops.rebalance import RebalancePlan, plan_rebalance, to_saga_steps, verify_rebalance
 from tradeops.venues.factory import open_venue
 from tradeops.wise import wise_quoter
 
 PLAN_XCOM_KEY = "rebalance_plan"
-
-
-def _holder(context: Context) -> str:
-    return f"{context['dag'].dag_id}/{context['run_id']}"
 
 
 def venue_balances(loaded: Settings) -> dict[str, dict[str, Decimal]]:
@@ -33,38 +28,6 @@ def venue_balances(loaded: Settings) -> dict[str, dict[str, Decimal]]:
     credentials.install()
     names = sorted({venue for weights in loaded.rebalance.targets.values() for venue in weights})
     return {name: {asset: b.free for asset, b in open_venue(name).balances().items()} for name in names}
-
-
-class AcquireLeaseSensor(BaseSensorOperator):
-    """Wait until this run holds lease ``lease_name`` (one rebalance moves funds at a time)."""
-
-    def __init__(self, *, lease_name: str, ttl: timedelta = timedelta(hours=3), **kwargs: Any) -> None:
-        kwargs.setdefault("mode", "reschedule")
-        kwargs.setdefault("poke_interval", 10)
-        kwargs.setdefault("timeout", 6 * 3600)
-        super().__init__(**kwargs)
-        self.lease_name = lease_name
-        self.ttl = ttl
-
-    def poke(self, context: Context) -> bool:
-        holder = _holder(context)
-        if leases.acquire(self.lease_name, holder, self.ttl) is not None:
-            return True
-        other = leases.current(self.lease_name)
-        self.log.info("Lease %s is held by %s: waiting", self.lease_name, other.holder if other else "?")
-        return False
-
-
-class ReleaseLeaseOperator(BaseOperator):
-    """Give lease ``lease_name`` back (a teardown: runs after failures too)."""
-
-    def __init__(self, *, lease_name: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.lease_name = lease_name
-
-    def execute(self, context: Context) -> None:
-        if not leases.release(self.lease_name, _holder(context)):
-            self.log.warning("Lease %s was not held by this run (expired?)", self.lease_name)
 
 
 class PlanRebalanceOperator(BaseOperator):

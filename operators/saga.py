@@ -165,12 +165,12 @@ class CompensateOperator(BaseOperator):
         from operators import credentials
 
         ti = context["ti"]
+        by = f"airflow:{ti.dag_id}/{ti.task_id}"
         failed = self._failed_steps(context)
         if not failed:
-            store.mark_completed(ti.dag_id, ti.run_id, by=f"airflow:{ti.dag_id}/{ti.task_id}")
+            store.mark_completed(ti.dag_id, ti.run_id, by=by)
             raise AirflowSkipException("every saga step succeeded: nothing to compensate")
         credentials.install()
-        by = f"airflow:{ti.dag_id}/{ti.task_id}"
         self.log.warning("Saga failed at %s; compensating the steps recorded in the saga ledger", failed)
         report = compensate_run(
             ti.dag_id, ti.run_id, by=by, reason=f"step(s) {failed} failed", try_number=ti.try_number
@@ -197,18 +197,17 @@ class CompensateOperator(BaseOperator):
         raise AirflowFailException(summary)
 
     def _wait_for_settlement(self, ti: Any, report: CompensationReport, by: str) -> None:
-        """Reschedule while the transfers being undone can still be on their way."""
-        margin = timedelta(seconds=settings().saga.settle_margin_seconds)
+        """Reschedule while the transfers being undone can still be on their way: look again when
+        they are due (at least every _SETTLE_POLL), and hand over to a human past the deadline.
+        Without a due time it returns, and the task's retries bound the wait instead."""
+        deadline = report.settlement_deadline(timedelta(seconds=settings().saga.settle_margin_seconds))
+        due = report.due()
+        if deadline is None or due is None:
+            return
         now = datetime.now(UTC)
-        known = [until for _label, until in report.waiting if until is not None]
-        deadline = (max(known) if known else now) + margin
         if now < deadline:
-            due = max(known) if known else now
-            # Look again when the transfers are due (soon after, if that has passed), at least
-            # every _SETTLE_POLL, and never past the deadline.
-            poke = max(due, now + _SETTLE_RECHECK) if due > now else now + _SETTLE_RECHECK
             self.log.info("Waiting for settlement until at most %s: %s", deadline.isoformat(), report.waiting)
-            raise AirflowRescheduleException(min(deadline, poke, now + _SETTLE_POLL))
+            raise AirflowRescheduleException(min(deadline, max(due, now + _SETTLE_RECHECK), now + _SETTLE_POLL))
         message = escalate(
             ti.dag_id, ti.run_id, report, by=by, why=f"transfers not settled by {deadline.isoformat()}"
         )

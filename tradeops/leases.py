@@ -79,10 +79,3 @@ def current(name: str, *, engine: Engine | None = None) -> Lease | None:
         else Lease(name=row.name, holder=row.holder, acquired_at=row.acquired_at, expires_at=row.expires_at)
     )
 
-
-def release_held_by(holder: str, *, engine: Engine | None = None) -> list[str]:
-    """Give back every lease ``holder`` holds (a run whose compensation finished); their names."""
-    with transaction(engine or get_engine()) as conn:
-        names = [row.name for row in conn.execute(select(leases.c.name).where(leases.c.holder == holder))]
-        conn.execute(delete(leases).where(leases.c.holder == holder))
-    return names

@@ -22,7 +22,7 @@ import importlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tradeops import risk
@@ -252,6 +252,17 @@ class CompensationReport:
     def temporary_failures(self) -> int:
         return len(self.temporary)
 
+    def due(self) -> datetime | None:
+        """When the last transfer being waited for should arrive; None when none says."""
+        known = [until for _label, until in self.waiting if until is not None]
+        return max(known) if known else None
+
+    def settlement_deadline(self, margin: timedelta) -> datetime | None:
+        """How long waiting for the transfers is reasonable: their due time plus ``margin``.
+        None when no transfer says when it arrives (then waiting is bounded by retries instead)."""
+        due = self.due()
+        return None if due is None else due + margin
+
     def summary(self) -> str:
         parts = [f"undone {self.undone}", f"nothing to undo {self.nothing_to_undo}"]
         if self.waiting:
@@ -320,21 +331,15 @@ def compensate_run(dag_id: str, run_id: str, *, by: str, reason: str, try_number
     """Compensate a run from its ledger: every step that may have acted, in reverse order.
 
     Closes the saga first (its steps refuse to act from then on). When every undo is done the
-    saga ends ``compensated``; when one failed, ``needs_human``. While some undo still has to
-    wait or be retried it stays ``compensating``. A saga that is already closed is left alone
-    (``already_closed`` says how it ended).
+    saga ends ``compensated``. While some undo still has to wait or be retried, or one failed,
+    it stays ``compensating``: the caller retries, or ``escalate``s it to a human. A saga that is
+    already closed is left alone (``already_closed`` says how it ended).
     """
     before = store.begin_compensation(dag_id, run_id, by=by, reason=reason)
     if before.status in store.CLOSED:
         return CompensationReport(already_closed=before)
     report = compensate(recorded_steps(dag_id, run_id), try_number=try_number)
-    if report.pending:
-        return report
-    if report.failed:
-        store.finish_compensation(
-            dag_id, run_id, store.SagaStatus.NEEDS_HUMAN, by=by, reason=f"{reason}; {report.summary()}"
-        )
-    else:
+    if report.ok:
         store.finish_compensation(dag_id, run_id, store.SagaStatus.COMPENSATED, by=by, reason=reason)
     return report
 

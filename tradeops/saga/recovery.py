@@ -76,10 +76,15 @@ def _unknown_passes(dag_id: str, run_id: str) -> int:
     return sum(1 for e in ledger.entries(run_id, dag_id) if e.kind == "undo" and e.outcome == "unknown")
 
 
-def _settlement_deadline_passed(report: CompensationReport) -> bool:
-    margin = timedelta(seconds=load_settings().saga.settle_margin_seconds)
-    known = [until for _label, until in report.waiting if until is not None]
-    return bool(known) and utcnow() > max(known) + margin
+def _settlement_deadline_passed(report: CompensationReport, dag_id: str, run_id: str) -> bool:
+    """Past the transfers' due time plus the margin; when none says when it is due, once the
+    passes that waited (one a minute) have used up the margin."""
+    margin = load_settings().saga.settle_margin_seconds
+    deadline = report.settlement_deadline(timedelta(seconds=margin))
+    if deadline is None:
+        waited = sum(1 for e in ledger.entries(run_id, dag_id) if e.kind == "undo" and e.outcome == "waiting")
+        return waited * 60 > margin
+    return utcnow() > deadline
 
 
 def _compensate(saga: store.SagaRun, outcome: RunOutcome, by: str) -> Recovery:
@@ -93,14 +98,14 @@ def _compensate(saga: store.SagaRun, outcome: RunOutcome, by: str) -> Recovery:
         return result(Verdict(report.already_closed.status.value), "already closed")
     if report.unknown and _unknown_passes(saga.dag_id, saga.run_id) >= UNKNOWN_PASSES:
         return result(Verdict.NEEDS_HUMAN, escalate(saga.dag_id, saga.run_id, report, by=by, why="outcome unknown"))
-    if report.waiting and _settlement_deadline_passed(report):
+    if report.waiting and _settlement_deadline_passed(report, saga.dag_id, saga.run_id):
         message = escalate(saga.dag_id, saga.run_id, report, by=by, why="transfers not settled in their window")
         return result(Verdict.NEEDS_HUMAN, message)
     if report.pending:
         return result(Verdict.IN_PROGRESS, report.summary())
     if report.failed:
         return result(Verdict.NEEDS_HUMAN, escalate(saga.dag_id, saga.run_id, report, by=by, why="an undo failed"))
-    released = leases.release_held_by(f"{saga.dag_id}/{saga.run_id}")
+    released = leases.release_held(f"{saga.dag_id}/{saga.run_id}", "")  # every lease the run holds
     detail = report.summary() + (f"; released leases {released}" if released else "")
     return result(Verdict.COMPENSATED, detail)
 
