@@ -171,3 +171,43 @@ def test_breaker_when_opened_by_one_process_then_seen_by_another(db_url: str) ->
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 7, result.stderr
+
+
+def test_settlement_deadline_when_transfers_say_when_due_then_latest_due_plus_margin_else_none() -> None:
+    from tradeops.saga.core import CompensationReport
+
+    early, late = datetime(2026, 1, 1, 12, tzinfo=UTC), datetime(2026, 1, 1, 13, tzinfo=UTC)
+    margin = timedelta(minutes=15)
+
+    assert CompensationReport(waiting=[("a", early), ("b", late), ("c", None)]).settlement_deadline(margin) == (
+        late + margin
+    )
+    # No due time: no deadline to reschedule against, the wait is bounded by retries instead.
+    assert CompensationReport(waiting=[("a", None)]).settlement_deadline(margin) is None
+
+
+def test_recovery_when_no_transfer_says_when_due_then_gives_up_once_passes_used_the_margin(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradeops.config import settings
+    from tradeops.saga.core import CompensationReport
+    from tradeops.saga.recovery import _settlement_deadline_passed
+
+    monkeypatch.setenv("TRADEOPS__SAGA__SETTLE_MARGIN_SECONDS", "120")
+    settings.cache_clear()
+    report = CompensationReport(waiting=[("move", None)])
+    try:
+        for passes in range(1, 4):
+            ledger.record(
+                dag_id="d",
+                run_id="r",
+                task_id="move",
+                map_index=-1,
+                step="move",
+                kind="undo",
+                outcome="waiting",
+                idempotency_key="k",
+            )
+            assert _settlement_deadline_passed(report, "d", "r") is (passes * 60 > 120)
+    finally:
+        settings.cache_clear()
