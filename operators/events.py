@@ -14,15 +14,23 @@ from tradeops.event_inbox import claim_events
 from tradeops.events import parse_event, to_json
 
 
+def batch_events(payload: Any) -> list[Any]:
+    """The events one asset event carries: a watcher's batch payload (``{"events": [...]}``) holds
+    several; a payload of one event (``{"event": ...}``, stored before batching) holds one."""
+    if isinstance(payload, dict) and isinstance(payload.get("events"), list):
+        return list(payload["events"])
+    return [payload]
+
+
 def _asset_event_payloads(context: Context) -> list[Any]:
-    """Every payload in ``triggering_asset_events`` (all assets, all events, any order)."""
+    """Every event in ``triggering_asset_events`` (all assets, all asset events, any order)."""
     triggering = context.get("triggering_asset_events") or {}
     payloads = []
     for events in triggering.values():
         for asset_event in events:
             extra = getattr(asset_event, "extra", None) or {}
             if "payload" in extra:
-                payloads.append(extra["payload"])
+                payloads.extend(batch_events(extra["payload"]))
     return payloads
 
 
@@ -67,6 +75,7 @@ def claim_new_events(
         if allowed and event.event_type not in allowed:
             raise EventValidationError("event_type", f"'{event.event_type}' is not handled here ({', '.join(allowed)})")
         events.append((event, payload.get("reason", ""), payload.get("kafka")))
+    _refuse_conflicts([event for event, _, _ in events])
     events.sort(key=lambda item: item[0].occurred_at)
     run_id = context["run_id"]
     pairs = [(event.event_id, event.event_type) for event, _, _ in events]
@@ -86,6 +95,23 @@ def claim_new_events(
     if not new:
         raise AirflowSkipException(f"no new events among {len(payloads)} received: nothing to do")
     return new
+
+
+def _refuse_conflicts(events: list[Any]) -> None:
+    """An event id the watchers first saw with another body is a conflict: fail loudly, never
+    act on either silently (the watcher dead-letters such copies; a conf replay can still bring one)."""
+    from tradeops.kafka.reading import event_digest
+    from tradeops.kafka.watch_store import recorded_digests
+
+    recorded = recorded_digests(event.event_id for event in events)
+    seen: dict[str, str] = {}
+    for event in events:
+        digest = event_digest(event)
+        first = recorded.get(event.event_id) or seen.setdefault(event.event_id, digest)
+        if first != digest:
+            raise EventValidationError(
+                "event_id", f"event_id {event.event_id} reused with a different body: refusing to act on it"
+            )
 
 
 class ClaimEventsOperator(BaseOperator):

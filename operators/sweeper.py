@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow.sdk import Asset, BaseOperator, Context
 
+from operators.events import batch_events
 from tradeops.event_inbox import unhandled
 
 
@@ -57,7 +58,9 @@ class SweepStrandedEventsOperator(BaseOperator):
         recent = []
         for asset in self.assets:
             accessor = context["inlet_events"][asset].after((now - self.lookback).isoformat()).limit(5000)
-            recent.extend(((e.extra or {}).get("payload") or {}, e.timestamp) for e in accessor)
+            for asset_event in accessor:
+                payload = (asset_event.extra or {}).get("payload") or {}
+                recent.extend((event, asset_event.timestamp) for event in batch_events(payload))
         return recent
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
@@ -65,7 +68,7 @@ class SweepStrandedEventsOperator(BaseOperator):
         recent = self._recent(context, now)
         ids = [(p.get("event") or {}).get("event_id") for p, _ in recent]
         missing = unhandled(self.target_dag_id, [i for i in ids if i])
-        events = stranded(recent, missing, now, self.grace)
+        events = self._drop_stale(stranded(recent, missing, now, self.grace), recent, now)
         if not events:
             self.log.info("%s: all %d recent events were handled", self.target_dag_id, len(recent))
             return []
@@ -73,3 +76,44 @@ class SweepStrandedEventsOperator(BaseOperator):
             "%s: %d stranded event(s), replaying: %s", self.target_dag_id, len(events), [e["event_id"] for e in events]
         )
         return [{"events": events}]
+
+    def _drop_stale(
+        self, events: list[dict[str, Any]], recent: Sequence[tuple[dict[str, Any], datetime]], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Leave out (and record as stale) events older than their type's maximum age: an old
+        shock replayed now must not trade."""
+        from tradeops.config import settings
+        from tradeops.kafka.reading import staleness
+        from tradeops.kafka.watch_store import StaleEvent, record_stale
+
+        fresh, stale = [], []
+        positions = {(p.get("event") or {}).get("event_id"): p.get("kafka") or {} for p, _ in recent}
+        for event in events:
+            try:
+                occurred_at = datetime.fromisoformat(str(event["occurred_at"]))
+                why = staleness(str(event["event_type"]), occurred_at, settings(), now)
+            except (KeyError, ValueError):
+                fresh.append(event)  # the DAG's claim step names what is wrong with it
+                continue
+            if why is None:
+                fresh.append(event)
+                continue
+            position = positions.get(event["event_id"], {})
+            stale.append(
+                StaleEvent(
+                    watcher=f"sweeper:{self.target_dag_id}",
+                    event_id=str(event["event_id"]),
+                    event_type=str(event["event_type"]),
+                    occurred_at=occurred_at,
+                    age_seconds=(now - occurred_at).total_seconds(),
+                    topic=str(position.get("topic", "")),
+                    partition=int(position.get("partition", -1)),
+                    offset=int(position.get("offset", -1)),
+                )
+            )
+            self.log.warning(
+                "%s: stranded event %s is stale, not replayed: %s", self.target_dag_id, event["event_id"], why
+            )
+        if stale:
+            record_stale(stale)
+        return fresh

@@ -118,12 +118,57 @@ class KafkaTopics(_Frozen):
     dead_letter: str = "tradeops-dead-letter"
 
 
+# Event types a watcher reads, with the default maximum age (seconds) before an event is stale.
+DEFAULT_MAX_EVENT_AGE_SECONDS: dict[str, int] = {
+    "critical_alert": 900,
+    "market_shock": 300,
+    "capital_threshold": 1800,
+    "funding_rate_deviation": 900,
+}
+
+
+class KafkaWatchConfig(_Frozen):
+    """How the Kafka watchers read: caps applied before parsing, batching, staleness, health."""
+
+    # Bigger messages are dead-lettered unread. Our largest event (a stop-loss report for a few
+    # dozen venues) is a few KiB; the broker accepts up to 1 MiB.
+    max_message_bytes: int = Field(default=262_144, gt=0, le=8_388_608)
+    # Deeper JSON nesting is dead-lettered unparsed (our deepest event nests 4 levels).
+    max_nesting_depth: int = Field(default=16, gt=0, le=256)
+    # One poll batch (at most this many messages, collected for at most this long after the
+    # first) becomes one asset event carrying all of its firing events.
+    batch_max_messages: int = Field(default=500, gt=0, le=10_000)
+    batch_max_ms: int = Field(default=20, ge=0, le=5_000)
+    # An event older than this (event type -> seconds since ``occurred_at``) is recorded as
+    # stale and never fires. Types not listed have no maximum age.
+    max_event_age_seconds: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_MAX_EVENT_AGE_SECONDS))
+    # What the dead-letter topic takes whole; a bigger value is stored truncated, with the
+    # original's size and SHA-256 in its headers. Below the broker's 1 MiB message limit.
+    dead_letter_max_bytes: int = Field(default=900_000, gt=1024, le=8_388_608)
+    # How often a watcher records its heartbeat (and lag); a broker unreachable for longer than
+    # ``broker_outage_alert_seconds`` raises one ERROR and shows as down.
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
+    broker_outage_alert_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("max_event_age_seconds")
+    @classmethod
+    def _ages(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(DEFAULT_MAX_EVENT_AGE_SECONDS))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; known: {sorted(DEFAULT_MAX_EVENT_AGE_SECONDS)}")
+        bad = sorted(name for name, seconds in value.items() if seconds <= 0)
+        if bad:
+            raise ValueError(f"maximum ages must be positive seconds: {bad}")
+        return value
+
+
 class KafkaConfig(_Frozen):
     bootstrap_servers: str = "127.0.0.1:19092"
     controller_port: int = Field(default=19093, gt=0, lt=65536)
     partitions: int = Field(default=3, gt=0)
     topics: KafkaTopics = KafkaTopics()
     delivery_timeout_seconds: float = Field(default=15.0, gt=0)
+    watch: KafkaWatchConfig = KafkaWatchConfig()
 
 
 class SagaConfig(_Frozen):

@@ -84,6 +84,28 @@ def set_state(state: TradingState, *, reason: str, changed_by: str, engine: Engi
     return StateRecord(state=state, reason=reason, changed_by=changed_by, changed_at=now)
 
 
+def ensure_halted(*, reason: str, changed_by: str, engine: Engine | None = None) -> StateRecord | None:
+    """Set HALTED unless it already is (one conditional write, safe to repeat from any process):
+    the record written, or None when trading was already HALTED (nothing written)."""
+    if not reason.strip():
+        raise ValueError("a reason is required to change the trading state")
+    now = utcnow()
+    values = {"state": TradingState.HALTED.value, "reason": reason, "changed_by": changed_by, "changed_at": now}
+    table = trading_state_table
+    halt = update(table).where(table.c.id == 1, table.c.state != TradingState.HALTED.value).values(**values)
+    with transaction(engine or get_engine()) as conn:
+        written = bool(conn.execute(halt).rowcount)
+        if not written and conn.execute(select(table.c.id).where(table.c.id == 1)).first() is None:
+            # never set before: create the row, or halt what a concurrent first change just wrote
+            written = insert_unless_exists(conn, insert(table).values(id=1, **values)) or bool(
+                conn.execute(halt).rowcount
+            )
+        if not written:
+            return None
+        conn.execute(insert(trading_state_history).values(**values))
+    return StateRecord(state=TradingState.HALTED, reason=reason, changed_by=changed_by, changed_at=now)
+
+
 def restore_state(
     expected: StateRecord, previous: StateRecord, *, reason: str, changed_by: str, engine: Engine | None = None
 ) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 import tradeops.event_inbox
+import tradeops.kafka.watch_store
 import tradeops.leases
 import tradeops.risk
 import tradeops.saga.breaker

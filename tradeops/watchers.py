@@ -21,6 +21,10 @@ class Watcher:
     topic_attr: str  # attribute of KafkaTopics
     condition: str  # key of tradeops.conditions.CONDITIONS
     description: str
+    consumer: str  # the DAG that claims this watcher's events (tradeops.event_inbox)
+    # The kill switch: set HALTED the moment a firing event (or an unreadable message claiming
+    # to be a critical alert) is read, before its asset event is even stored.
+    halts: bool = False
 
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONS:
@@ -43,11 +47,37 @@ class Watcher:
 WATCHERS: dict[str, Watcher] = {
     w.name: w
     for w in (
-        Watcher("stop_loss_alerts", "risk_alerts", "critical_alert", "critical risk alerts"),
-        Watcher("stop_loss_shocks", "market_events", "extreme_shock", "extreme market shocks"),
-        Watcher("rebalance_capital", "capital_events", "capital_below_floor", "capital below its floor"),
-        Watcher("rebalance_shocks", "market_events", "market_shock", "market shocks"),
-        Watcher("funding_deviation", "funding_rate_events", "funding_deviation", "funding-rate deviations"),
+        Watcher(
+            "stop_loss_alerts",
+            "risk_alerts",
+            "critical_alert",
+            "critical risk alerts",
+            consumer="emergency_stop_loss_saga",
+            halts=True,
+        ),
+        Watcher(
+            "stop_loss_shocks",
+            "market_events",
+            "extreme_shock",
+            "extreme market shocks",
+            consumer="emergency_stop_loss_saga",
+            halts=True,
+        ),
+        Watcher(
+            "rebalance_capital",
+            "capital_events",
+            "capital_below_floor",
+            "capital below its floor",
+            consumer="auto_rebalance_saga",
+        ),
+        Watcher("rebalance_shocks", "market_events", "market_shock", "market shocks", consumer="auto_rebalance_saga"),
+        Watcher(
+            "funding_deviation",
+            "funding_rate_events",
+            "funding_deviation",
+            "funding-rate deviations",
+            consumer="funding_rate_hedge_event",
+        ),
     )
 }
 

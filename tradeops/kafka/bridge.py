@@ -1,0 +1,212 @@
+"""One watcher's handling of one poll batch: what the Airflow trigger runs (blocking code, run in
+a worker thread), kept free of Airflow so it can be tested and reused.
+
+``BatchHandler.handle(messages)``, in this order:
+
+1. reads every message (``tradeops.kafka.reading``: never raises);
+2. kill switch (``watcher.halts``): sets HALTED at once when a fresh, firing event not yet
+   handled by the stop DAG is in the batch, or an unreadable message claims to be a
+   ``critical_alert`` (fail safe) - one conditional database write, before anything else;
+3. records each valid event's fingerprint: an ``event_id`` seen before with a different body is
+   a conflict and goes to the dead-letter topic with the reason;
+4. records stale events (older than their type's maximum age): visible, never fired;
+5. dead-letters the unreadable messages and the conflicts (one produce + flush for the batch);
+6. returns the payload of the one asset event for the batch (every firing event), or None.
+
+Steps that touch the database or the broker are retried with backoff until they succeed (the
+batch's offsets are committed only after ``handle`` returned and its asset event was stored), so
+a database or broker hiccup delays a batch but never loses or half-handles it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from tradeops import risk
+from tradeops.config import Settings
+from tradeops.errors import EventValidationError
+from tradeops.event_inbox import unhandled
+from tradeops.events import to_json
+from tradeops.kafka.dead_letters import DeadLetterItem, DeadLetterWriter
+from tradeops.kafka.monitor import WatcherMonitor
+from tradeops.kafka.reading import Message, Reading, read_message
+from tradeops.kafka.watch_store import Fingerprint, StaleEvent, fingerprint_conflicts, record_stale
+from tradeops.watchers import Watcher
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_BACKOFF_INITIAL = 0.2
+_BACKOFF_MAX = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOutcome:
+    payload: dict[str, Any] | None  # the asset event's payload; None when nothing fires
+    halted: bool
+    fired: int
+    dead_lettered: int
+    stale: int
+    conflicts: int
+
+
+class BatchHandler:
+    """Handles the batches of one watcher (one instance per running trigger)."""
+
+    def __init__(
+        self,
+        *,
+        watcher: Watcher,
+        settings: Settings,
+        writer: DeadLetterWriter,
+        monitor: WatcherMonitor,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.watcher = watcher
+        self.settings = settings
+        self.writer = writer
+        self.monitor = monitor
+        self._sleep = sleep
+
+    def handle(self, messages: Sequence[Message], now: datetime | None = None) -> BatchOutcome:
+        now = now or datetime.now(UTC)
+        readings = [read_message(m, self.watcher, self.settings, now) for m in messages]
+        halted = self._kill_switch(readings) if self.watcher.halts else False
+        valid = [r for r in readings if r.event is not None and r.digest is not None]
+        conflicts = self._retry("record event fingerprints", lambda: self._conflicts(valid))
+        stale = [r for r in valid if r.stale and r.event is not None and r.event.event_id not in conflicts]
+        if stale:
+            self._retry("record stale events", lambda: record_stale([self._stale(r) for r in stale]))
+            for r in stale:
+                log.warning("%s: stale event %s at %s: %s", self.watcher.name, _id(r), r.message.position, r.reason)
+        letters = [DeadLetterItem(message=r.message, error=r.error) for r in readings if r.error is not None]
+        letters += [
+            DeadLetterItem(message=r.message, error=conflicts[_id(r)], event_id=_id(r))
+            for r in valid
+            if _id(r) in conflicts
+        ]
+        stored = self._retry("dead-letter", lambda: self.writer.write(letters)) if letters else 0
+        firing = [r for r in valid if r.fire and not r.stale and _id(r) not in conflicts]
+        self.monitor.count(fired=len(firing), dead_lettered=stored, stale=len(stale), conflicts=len(conflicts))
+        return BatchOutcome(
+            payload=self._payload(firing, messages) if firing else None,
+            halted=halted,
+            fired=len(firing),
+            dead_lettered=len(letters),
+            stale=len(stale),
+            conflicts=len(conflicts),
+        )
+
+    # steps ---------------------------------------------------------------------------------
+    def _kill_switch(self, readings: Sequence[Reading]) -> bool:
+        firing = [r for r in readings if r.fire and not r.stale and r.event is not None]
+        claimed = [r for r in readings if r.error is not None and r.claims_critical]
+        if firing:
+            ids = [_id(r) for r in firing]
+            new = self._retry("check handled events", lambda: unhandled(self.watcher.consumer, ids))
+            firing = [r for r in firing if _id(r) in new]
+        if not firing and not claimed:
+            return False
+        if firing:
+            first = firing[0]
+            why = f"{first.reason} (event {_id(first)} at {first.message.position})"
+        else:
+            first = claimed[0]
+            why = f"unreadable critical alert at {first.message.position}: {first.error}"
+        reason = f"kill switch, watcher {self.watcher.name}: {why}"[:2000]
+        by = f"watcher:{self.watcher.name}"
+        record = self._retry("set HALTED", lambda: risk.ensure_halted(reason=reason, changed_by=by))
+        if record is not None:
+            log.critical("Trading HALTED by the Kafka watcher %s: %s", self.watcher.name, why)
+        return True
+
+    def _conflicts(self, valid: Sequence[Reading]) -> dict[str, EventValidationError]:
+        prints = [
+            Fingerprint(
+                event_id=_id(r),
+                event_type=r.event.event_type if r.event else "",
+                digest=r.digest or "",
+                topic=r.message.topic,
+                partition=r.message.partition,
+                offset=r.message.offset,
+            )
+            for r in valid
+        ]
+        # the same id twice in one batch with different bodies: the first one is kept
+        first_in_batch: dict[str, Fingerprint] = {}
+        clashes: dict[str, EventValidationError] = {}
+        for fp in prints:
+            earlier = first_in_batch.setdefault(fp.event_id, fp)
+            if earlier.digest != fp.digest:
+                clashes[fp.event_id] = _conflict(earlier)
+        for event_id, first in fingerprint_conflicts(list(first_in_batch.values())).items():
+            clashes[event_id] = _conflict(first)
+        return clashes
+
+    def _stale(self, reading: Reading) -> StaleEvent:
+        event = reading.event
+        if event is None:
+            raise ValueError(f"{reading.message.position} has no event to record as stale")
+        return StaleEvent(
+            watcher=self.watcher.name,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            occurred_at=event.occurred_at,
+            age_seconds=float(reading.age_seconds or 0.0),
+            topic=reading.message.topic,
+            partition=reading.message.partition,
+            offset=reading.message.offset,
+        )
+
+    def _payload(self, firing: Sequence[Reading], messages: Sequence[Message]) -> dict[str, Any]:
+        return {
+            "watcher": self.watcher.name,
+            "events": [
+                {
+                    "event": json.loads(to_json(r.event)) if r.event is not None else None,
+                    "reason": r.reason,
+                    "kafka": {"topic": r.message.topic, "partition": r.message.partition, "offset": r.message.offset},
+                }
+                for r in firing
+            ],
+            "batch": {"messages": len(messages), "first": messages[0].position, "last": messages[-1].position},
+        }
+
+    def _retry(self, what: str, step: Callable[[], T]) -> T:
+        """Run ``step`` until it succeeds; each failure is recorded (logged once a minute)."""
+        delay = _BACKOFF_INITIAL
+        failures = 0
+        while True:
+            try:
+                result = step()
+            except Exception as exc:
+                failures += 1
+                self.monitor.note_error(
+                    f"{what} failed ({failures}x, retrying in {delay:.1f} s): {type(exc).__name__}: {exc}",
+                    key=f"retry:{what}",
+                    level=logging.ERROR,
+                )
+                self._sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            if failures:
+                log.warning("%s: %s succeeded after %d failure(s)", self.watcher.name, what, failures)
+            return result
+
+
+def _id(reading: Reading) -> str:
+    return reading.event.event_id if reading.event is not None else ""
+
+
+def _conflict(first: Fingerprint) -> EventValidationError:
+    return EventValidationError(
+        "event_id",
+        f"event_id {first.event_id} reused with a different body (first seen as {first.event_type} at "
+        f"{first.topic}[{first.partition}]@{first.offset}); this copy is not acted on",
+    )
