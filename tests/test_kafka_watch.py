@@ -3,7 +3,6 @@ after the asset event is stored, the kill switch's HALT at read, redelivery."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any

@@ -349,7 +349,8 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> Event:
         event = model.model_validate_json(text) if text is not None else model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise EventValidationError(_field_path(first), _reason(first)) from None
+        field = "<json>" if first["type"] == "json_invalid" else _field_path(first)
+        raise EventValidationError(field, _reason(first)) from None
     return cast(Event, event)
 
 

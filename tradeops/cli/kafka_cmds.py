@@ -1,4 +1,5 @@
-"""``tradeops kafka up|down|status`` (the local broker) and ``tradeops publish`` (one event)."""
+"""``tradeops kafka up|down|status|connections`` (the local broker; ``watchers``, ``dead-letters`` and
+``stale`` live in ``watch_cmds``) and ``tradeops publish`` (one event)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tradeops.cli.watch_cmds import register_actions
 from tradeops.errors import EventValidationError
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ def _register_kafka(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     connections.add_argument("--format", choices=["env", "json"], default="env", help="output form (default env)")
     connections.add_argument("--bootstrap", default=None, help="broker address (default: the configured one)")
     connections.set_defaults(func=_kafka_connections)
+    register_actions(actions)
 
 
 def _kafka_up(args: argparse.Namespace) -> int:

@@ -36,12 +36,13 @@ from tradeops.events import to_json
 from tradeops.kafka.dead_letters import DeadLetterItem, DeadLetterWriter
 from tradeops.kafka.monitor import WatcherMonitor
 from tradeops.kafka.reading import Message, Reading, read_message
-from tradeops.kafka.watch_store import Fingerprint, StaleEvent, fingerprint_conflicts, record_stale
+from tradeops.kafka.watch_store import Fingerprint, StaleEvent, first_fingerprints, record_stale
 from tradeops.watchers import Watcher
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Position = tuple[str, int, int]
 _BACKOFF_INITIAL = 0.2
 _BACKOFF_MAX = 5.0
 
@@ -80,19 +81,19 @@ class BatchHandler:
         halted = self._kill_switch(readings) if self.watcher.halts else False
         valid = [r for r in readings if r.event is not None and r.digest is not None]
         conflicts = self._retry("record event fingerprints", lambda: self._conflicts(valid))
-        stale = [r for r in valid if r.stale and r.event is not None and r.event.event_id not in conflicts]
+        stale = [r for r in valid if r.stale and _at(r) not in conflicts]
         if stale:
             self._retry("record stale events", lambda: record_stale([self._stale(r) for r in stale]))
             for r in stale:
                 log.warning("%s: stale event %s at %s: %s", self.watcher.name, _id(r), r.message.position, r.reason)
         letters = [DeadLetterItem(message=r.message, error=r.error) for r in readings if r.error is not None]
         letters += [
-            DeadLetterItem(message=r.message, error=conflicts[_id(r)], event_id=_id(r))
+            DeadLetterItem(message=r.message, error=conflicts[_at(r)], event_id=_id(r))
             for r in valid
-            if _id(r) in conflicts
+            if _at(r) in conflicts
         ]
         stored = self._retry("dead-letter", lambda: self.writer.write(letters)) if letters else 0
-        firing = [r for r in valid if r.fire and not r.stale and _id(r) not in conflicts]
+        firing = [r for r in valid if r.fire and not r.stale and _at(r) not in conflicts]
         self.monitor.count(fired=len(firing), dead_lettered=stored, stale=len(stale), conflicts=len(conflicts))
         return BatchOutcome(
             payload=self._payload(firing, messages) if firing else None,
@@ -126,7 +127,8 @@ class BatchHandler:
             log.critical("Trading HALTED by the Kafka watcher %s: %s", self.watcher.name, why)
         return True
 
-    def _conflicts(self, valid: Sequence[Reading]) -> dict[str, EventValidationError]:
+    def _conflicts(self, valid: Sequence[Reading]) -> dict[Position, EventValidationError]:
+        """The messages (by position) whose event id was first seen with another body."""
         prints = [
             Fingerprint(
                 event_id=_id(r),
@@ -138,16 +140,12 @@ class BatchHandler:
             )
             for r in valid
         ]
-        # the same id twice in one batch with different bodies: the first one is kept
-        first_in_batch: dict[str, Fingerprint] = {}
-        clashes: dict[str, EventValidationError] = {}
-        for fp in prints:
-            earlier = first_in_batch.setdefault(fp.event_id, fp)
-            if earlier.digest != fp.digest:
-                clashes[fp.event_id] = _conflict(earlier)
-        for event_id, first in fingerprint_conflicts(list(first_in_batch.values())).items():
-            clashes[event_id] = _conflict(first)
-        return clashes
+        first = first_fingerprints(prints)
+        return {
+            (fp.topic, fp.partition, fp.offset): _conflict(first[fp.event_id])
+            for fp in prints
+            if fp.event_id in first and first[fp.event_id].digest != fp.digest
+        }
 
     def _stale(self, reading: Reading) -> StaleEvent:
         event = reading.event
@@ -198,6 +196,10 @@ class BatchHandler:
             if failures:
                 log.warning("%s: %s succeeded after %d failure(s)", self.watcher.name, what, failures)
             return result
+
+
+def _at(reading: Reading) -> Position:
+    return reading.message.topic, reading.message.partition, reading.message.offset
 
 
 def _id(reading: Reading) -> str:

@@ -148,7 +148,16 @@ def staleness(event_type: str, occurred_at: datetime, settings: Settings, now: d
 
 
 def read_message(message: Message, watcher: Watcher, settings: Settings, now: datetime | None = None) -> Reading:
-    """Read ``message`` for ``watcher``; never raises."""
+    """Read ``message`` for ``watcher``; never raises (a failure anywhere is a dead-letter reason)."""
+    try:
+        return _read(message, watcher, settings, now)
+    except Exception as exc:
+        error = EventValidationError("<message>", f"unreadable: {type(exc).__name__}: {str(exc)[:300]}")
+        on_alerts = message.topic == settings.kafka.topics.risk_alerts
+        return Reading(message=message, error=error, claims_critical=on_alerts and claims_critical(message))
+
+
+def _read(message: Message, watcher: Watcher, settings: Settings, now: datetime | None) -> Reading:
     error = _precheck(message, settings)
     event = None
     if error is None:

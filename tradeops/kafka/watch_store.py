@@ -93,15 +93,18 @@ class Fingerprint:
     offset: int
 
 
-def fingerprint_conflicts(prints: Sequence[Fingerprint], engine: Engine | None = None) -> dict[str, Fingerprint]:
-    """Record the first body seen for each event id; the ids among ``prints`` whose body differs
-    from the one recorded first, mapped to that first one (same id, same body: no conflict)."""
-    conflicts: dict[str, Fingerprint] = {}
+def first_fingerprints(prints: Sequence[Fingerprint], engine: Engine | None = None) -> dict[str, Fingerprint]:
+    """The first body recorded for each event id in ``prints``; ids never seen before are recorded
+    now, the earliest of ``prints`` first. A message whose digest differs from its id's first
+    fingerprint reuses the id with another body (a conflict)."""
+    first: dict[str, Fingerprint] = {}
     table = event_fingerprints
     with transaction(engine or get_engine()) as conn:
         for fp in prints:
-            first = conn.execute(select(table).where(table.c.event_id == fp.event_id)).first()
-            if first is None:
+            if fp.event_id in first:
+                continue
+            row = conn.execute(select(table).where(table.c.event_id == fp.event_id)).first()
+            if row is None:
                 statement = insert(table).values(
                     event_id=fp.event_id,
                     event_type=fp.event_type,
@@ -112,18 +115,19 @@ def fingerprint_conflicts(prints: Sequence[Fingerprint], engine: Engine | None =
                     first_seen_at=utcnow(),
                 )
                 if insert_unless_exists(conn, statement):
+                    first[fp.event_id] = fp
                     continue
-                first = conn.execute(select(table).where(table.c.event_id == fp.event_id)).first()
-            if first is not None and first.digest != fp.digest:
-                conflicts[fp.event_id] = Fingerprint(
-                    event_id=first.event_id,
-                    event_type=first.event_type,
-                    digest=first.digest,
-                    topic=first.topic,
-                    partition=first.partition,
-                    offset=first.offset,
+                row = conn.execute(select(table).where(table.c.event_id == fp.event_id)).first()
+            if row is not None:
+                first[fp.event_id] = Fingerprint(
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    digest=row.digest,
+                    topic=row.topic,
+                    partition=row.partition,
+                    offset=row.offset,
                 )
-    return conflicts
+    return first
 
 
 def recorded_digests(event_ids: Iterable[str], engine: Engine | None = None) -> dict[str, str]:
