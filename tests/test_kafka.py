@@ -18,10 +18,9 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from tests.fixtures.kafka import free_port
 from tradeops.config import settings
-from tradeops.errors import EventValidationError
 from tradeops.events import REGISTRY, build_event, parse_event
 from tradeops.kafka import broker
-from tradeops.kafka.producer import DeliveryError, publish, publish_dead_letter
+from tradeops.kafka.producer import DeliveryError, publish
 from tradeops.kafka.topics import ensure_topics, topic_names
 
 pytestmark = pytest.mark.kafka
@@ -224,31 +223,6 @@ def test_publish_when_broker_unreachable_then_delivery_error() -> None:
 
     with pytest.raises(DeliveryError, match="did not confirm"):
         publish(event, bootstrap=f"127.0.0.1:{_closed_port()}", timeout=1.0)
-
-
-def test_dead_letter_when_published_then_raw_value_and_reason_kept(kafka_bootstrap: str) -> None:
-    raw = b'{"event_type": "market_shock", "move_pct": "oops"'
-    with pytest.raises(EventValidationError) as caught:
-        parse_event(raw)
-
-    report = publish_dead_letter(
-        raw,
-        str(caught.value),
-        "market-events",
-        source_partition=2,
-        source_offset=41,
-        key=b"BTC/USDT",
-        bootstrap=kafka_bootstrap,
-    )
-
-    message = _read_at(kafka_bootstrap, report.topic, report.partition, report.offset)
-    headers = _headers(message)
-    assert report.topic == settings().kafka.topics.dead_letter
-    assert message.value() == raw
-    assert message.key() == b"BTC/USDT"
-    assert headers["reason"] == str(caught.value) and "<json>" in headers["reason"]
-    assert headers["source_topic"] == "market-events"
-    assert (headers["source_partition"], headers["source_offset"]) == ("2", "41")
 
 
 # --------------------------------------------------------------------------- topics and broker lifecycle

@@ -1,4 +1,5 @@
-"""Publish events and dead letters; a write counts only once the broker confirmed it.
+"""Publish events; a write counts only once the broker confirmed it (dead letters:
+``tradeops.kafka.dead_letters``).
 
 The producer is idempotent with ``acks=all``; every call flushes and waits for the delivery report,
 so a return value means "stored by the broker" and anything else raises ``DeliveryError``.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -77,42 +77,6 @@ def publish(
     return DeliveryReport(
         topic=report.topic, partition=report.partition, offset=report.offset, key=key, event_id=event.event_id
     )
-
-
-def publish_dead_letter(
-    raw: bytes,
-    reason: str,
-    source_topic: str,
-    *,
-    source_partition: int | None = None,
-    source_offset: int | None = None,
-    key: str | bytes | None = None,
-    bootstrap: str | None = None,
-    topics: KafkaTopics | None = None,
-    timeout: float | None = None,
-) -> DeliveryReport:
-    """Park an unusable message, unchanged, in the dead-letter topic with the reason in its headers."""
-    topic = (topics or settings().kafka.topics).dead_letter
-    headers: Headers = [
-        ("reason", reason.encode()),
-        ("source_topic", source_topic.encode()),
-        ("dead_lettered_at", datetime.now(UTC).isoformat().encode()),
-    ]
-    if source_partition is not None:
-        headers.append(("source_partition", str(source_partition).encode()))
-    if source_offset is not None:
-        headers.append(("source_offset", str(source_offset).encode()))
-    text_key = key.decode(errors="replace") if isinstance(key, bytes) else key
-    report = _produce(topic, raw, text_key, headers, bootstrap, timeout)
-    log.warning(
-        "dead-lettered a message from %s (%s) to %s[%d]@%d",
-        source_topic,
-        reason,
-        topic,
-        report.partition,
-        report.offset,
-    )
-    return report
 
 
 def _producer_config(bootstrap: str, timeout: float) -> dict[str, Any]:
