@@ -183,7 +183,7 @@ def test_malformed_message_when_on_watched_topic_then_dead_lettered_and_next_goo
 
     _wait(lambda: handled_count("emergency_stop_loss_saga") == handled_before + 1, 180, "the good event's run")
     letters = read_from(kafka_bootstrap, topics.dead_letter, start)
-    reasons = [dict(m.headers())["reason"].decode() for m in letters]
+    reasons = [dict(m.headers())["dlq.reason"].decode() for m in letters]
     assert any("<json>" in reason for reason in reasons), reasons
     assert dead_letter_counts().get(topics.risk_alerts, 0) >= 1
 
