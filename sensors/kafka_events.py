@@ -39,22 +39,24 @@ T = TypeVar("T")
 TopicPartitionKey = tuple[str, int]
 # A commit the broker does not take is retried this long before the stream restarts (redelivery).
 _COMMIT_RETRY_SECONDS = 15.0
-_MONITORS: dict[str, Any] = {}
+_MONITORS: dict[tuple[str, str], Any] = {}
 
 
 def watcher_monitor(watcher: Watcher, loaded: Settings) -> Any:
-    """The process-wide ``WatcherMonitor`` of ``watcher`` (shared by its stream and its trigger)."""
+    """The process-wide ``WatcherMonitor`` of ``watcher`` on its configured topic (shared by its
+    stream and its trigger; its counters add up over the process's life, restarts included)."""
     from tradeops.kafka.monitor import WatcherMonitor
 
-    monitor = _MONITORS.get(watcher.name)
+    topic = watcher.topic(loaded.kafka.topics)
+    monitor = _MONITORS.get((watcher.name, topic))
     if monitor is None:
         monitor = WatcherMonitor(
             watcher=watcher.name,
-            topic=watcher.topic(loaded.kafka.topics),
+            topic=topic,
             group_id=watcher.group_id,
             outage_alert_seconds=loaded.kafka.watch.broker_outage_alert_seconds,
         )
-        _MONITORS[watcher.name] = monitor
+        _MONITORS[(watcher.name, topic)] = monitor
     return monitor
 
 
@@ -124,6 +126,7 @@ class WatcherStream(SharedStreamProducer):
 
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
         config = await connection_config(self.kafka_config_id)
+        self.monitor.group_id = str(config.get("group.id", self.watcher.group_id))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-{self.watcher.name}")
         self._consumer = await self._run(self._open_consumer, config)
         self._heartbeat = asyncio.create_task(self._heartbeats(), name=f"tradeops-heartbeat-{self.watcher.name}")
