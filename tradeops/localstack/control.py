@@ -23,6 +23,9 @@ from tradeops.localstack.state import ComponentState, StackPaths, read_state, ru
 log = logging.getLogger(__name__)
 
 
+SUPERVISOR_START_SECONDS = 30.0
+
+
 class StackNotReady(TradeopsError):
     """The stack did not come up; the message says which part failed and where its log is."""
 
@@ -92,21 +95,30 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def wait_ready(paths: StackPaths, url: str, timeout: float, component: str = "api-server") -> None:
-    """Return once ``url`` answers 200; raise StackNotReady as soon as it cannot any more."""
-    deadline = time.monotonic() + timeout
+    """Return once ``url`` answers 200; raise StackNotReady as soon as it cannot any more.
+
+    A supervisor launched in the background just before needs a moment to take its lock, so its
+    absence counts only once it was seen, or after ``SUPERVISOR_START_SECONDS``.
+    """
+    started = time.monotonic()
+    seen = False
     while not _answers(url):
-        if running_supervisor(paths) is None:
+        pid = running_supervisor(paths)
+        if pid is not None:
+            seen = True
+        elif seen or time.monotonic() - started > SUPERVISOR_START_SECONDS:
             raise StackNotReady(
                 f"the Airflow supervisor is not running; last lines of {paths.supervisor_log}:\n"
                 f"{_tail(paths.supervisor_log)}"
             )
         record = read_state(paths.state_file)
-        served = record.component(component) if record else None
+        current = record is not None and record.supervisor_pid == pid  # not a previous run's state
+        served = record.component(component) if record and current else None
         if served is not None and served.state is ComponentState.DEAD:
             raise StackNotReady(
                 f"{component} is DEAD ({served.gave_up}); last lines of {served.log_file}:\n"
                 f"{_tail(Path(served.log_file))}"
             )
-        if time.monotonic() > deadline:
+        if time.monotonic() - started > timeout:
             raise StackNotReady(f"{url} did not answer within {timeout:g}s; see {paths.directory}/")
         time.sleep(1.0)
