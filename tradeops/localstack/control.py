@@ -14,11 +14,19 @@ import signal
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 from tradeops.errors import TradeopsError
 from tradeops.localstack import processes
-from tradeops.localstack.state import ComponentState, StackPaths, read_state, running_supervisor
+from tradeops.localstack.state import (
+    ComponentState,
+    StackPaths,
+    read_state,
+    running_supervisor,
+    utcnow,
+    write_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +70,20 @@ def stop(paths: StackPaths, timeout: float) -> list[str]:
             _wait_unlocked(paths, 10.0)
             done.append(f"killed the Airflow supervisor (pid {pid}): it did not stop within {timeout:g}s")
     record = read_state(paths.state_file)
-    for component in record.components if record else ():
+    if record is None or running_supervisor(paths) is not None:
+        return done
+    for component in record.components:
         if component.pid is not None and processes.ours(component.pid, component.pid_created):
             ended = processes.end_group(component.pid, grace=10.0)
             state = "stopped" if ended else "could NOT stop"
             done.append(f"{state} {component.name} (group {component.pid}), left running by the supervisor")
+    if not record.stopping or any(c.state is not ComponentState.STOPPED for c in record.components):
+        # The supervisor died without writing its final state: write it, so status says "stopped".
+        stopped = tuple(
+            replace(c, state=ComponentState.STOPPED, pid=None, pid_created=None, next_start_at=None)
+            for c in record.components
+        )
+        write_state(paths.state_file, replace(record, stopping=True, updated_at=utcnow(), components=stopped))
     return done
 
 
