@@ -55,7 +55,7 @@ class Supervisor:
         self.components = [Component(spec, paths.component_log(spec.name), policy) for spec in specs]
         self._started_at = utcnow()
         self._stopping = False
-        self._stop_requested = False
+        self._stop_signal: signal.Signals | None = None
         self._revive_requested = False
 
     def run(self) -> int:
@@ -65,14 +65,17 @@ class Supervisor:
             log.info("supervisor (pid %d) starting %s", os.getpid(), ", ".join(c.spec.name for c in self.components))
             self._end_previous_leftovers()
             self._install_signals()
-            now = time.monotonic()
-            for component in self.components:
-                component.start(now)
-            self._write()
-            while not self._stop_requested:
-                self._step()
-                time.sleep(POLL_SECONDS)
-            self._stop_all()
+            try:
+                now = time.monotonic()
+                for component in self.components:
+                    component.start(now)
+                self._write()
+                while self._stop_signal is None:
+                    self._step()
+                    time.sleep(POLL_SECONDS)
+                log.info("received %s", self._stop_signal.name)
+            finally:  # an error in here must not leave the components running unsupervised
+                self._stop_all()
         log.info("supervisor (pid %d) stopped", os.getpid())
         return 0
 
@@ -146,8 +149,7 @@ class Supervisor:
 
     def _install_signals(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
-            log.info("received %s", signal.Signals(signum).name)
-            self._stop_requested = True
+            self._stop_signal = signal.Signals(signum)
 
         def revive(signum: int, frame: FrameType | None) -> None:
             self._revive_requested = True
