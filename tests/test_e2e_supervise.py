@@ -30,9 +30,7 @@ pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
 
 
 def _stack(env: dict[str, str], action: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT), action], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([str(SCRIPT), action], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

@@ -149,8 +149,11 @@ def _revive(args: argparse.Namespace) -> int:
     if dead is None:
         print(f"no Airflow supervisor runs in {paths.home}")
         return EXIT_NOT_RUNNING
-    print(f"Airflow supervisor already running; starting again: {', '.join(dead)}" if dead
-          else "Airflow supervisor already running; no component is DEAD")
+    print(
+        f"Airflow supervisor already running; starting again: {', '.join(dead)}"
+        if dead
+        else "Airflow supervisor already running; no component is DEAD"
+    )
     return 0
 
 

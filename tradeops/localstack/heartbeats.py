@@ -27,9 +27,7 @@ _THRESHOLDS = {
     "dag-processor": ("dag_processor", "health_check_threshold"),
 }
 DEFAULT_THRESHOLD_SECONDS = 30.0
-_QUERY = text(
-    "SELECT id, state, latest_heartbeat FROM job WHERE job_type = :job_type ORDER BY id DESC LIMIT 1"
-)
+_QUERY = text("SELECT id, state, latest_heartbeat FROM job WHERE job_type = :job_type ORDER BY id DESC LIMIT 1")
 
 
 class HeartbeatUnavailable(Exception):
@@ -102,7 +100,11 @@ def read_heartbeats(home: Path) -> dict[str, Heartbeat | None]:
     return {
         name: None
         if row is None
-        else Heartbeat(job_id=int(row.id), state=row.state, latest=_as_utc(row.latest_heartbeat),
-                       threshold_seconds=_threshold(home, name))
+        else Heartbeat(
+            job_id=int(row.id),
+            state=row.state,
+            latest=_as_utc(row.latest_heartbeat),
+            threshold_seconds=_threshold(home, name),
+        )
         for name, row in rows.items()
     }

@@ -129,8 +129,9 @@ def stack_status(paths: StackPaths) -> StackStatus:
     supervisor = running_supervisor(paths)
     record = read_state(paths.state_file)
     if record is None:
-        return StackStatus(lines=(f"Airflow: never started in {paths.home} (`make run` starts it)",),
-                           exit_code=EXIT_NOT_RUNNING)
+        return StackStatus(
+            lines=(f"Airflow: never started in {paths.home} (`make run` starts it)",), exit_code=EXIT_NOT_RUNNING
+        )
     lines = [_header(record, supervisor, paths)]
     stopped = supervisor is None and (record.stopping or _all_stopped(record))
     if stopped:

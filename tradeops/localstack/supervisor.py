@@ -143,8 +143,9 @@ class Supervisor:
         previous = read_state(self.paths.state_file)
         for record in previous.components if previous else ():
             if record.pid is not None and processes.ours(record.pid, record.pid_created):
-                log.warning("%s (group %d) was left running by a previous supervisor: stopping it", record.name,
-                            record.pid)
+                log.warning(
+                    "%s (group %d) was left running by a previous supervisor: stopping it", record.name, record.pid
+                )
                 processes.end_group(record.pid, self.stop_grace_seconds)
 
     def _install_signals(self) -> None:
@@ -158,4 +159,3 @@ class Supervisor:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGUSR1, revive)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
