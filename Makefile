@@ -13,9 +13,9 @@ PYTEST_ARGS ?= -q -n 2 --dist loadfile
 .PHONY: run stop status test lint venv reset lock bench help
 
 help:
-	@echo "make run     bring up Kafka, the paper venue and airflow standalone (idempotent)"
+	@echo "make run     bring up Kafka, the paper venue and Airflow, restarted when a component dies (idempotent)"
 	@echo "make stop    stop everything 'make run' started (state is kept under .local/)"
-	@echo "make status  show what is running"
+	@echo "make status  show what is running, restarting or DEAD (exit 1 if something is DEAD or stuck)"
 	@echo "make test    run the test suite (starts its own Kafka broker and Airflow DB)"
 	@echo "make lint    ruff"
 	@echo "make bench   kill-switch latency and event throughput against the running stack (make run first)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Bring the local tradeops stack up or down: Kafka broker, project database + paper venue,
-# and `airflow standalone` (LocalExecutor, SQLite) with this repository's dags/ and plugins/.
-# Called by `make run` / `make stop` / `make status`; everything lives under .local/.
+# Bring the local tradeops stack up or down: Kafka broker, project database + paper venue, and
+# Airflow's scheduler, dag-processor, triggerer and api-server (LocalExecutor, SQLite) with this
+# repository's dags/ and plugins/, run by our supervisor (`tradeops stack supervise`), which
+# restarts a component that dies. Called by `make run` / `make stop` / `make status`; everything
+# lives under .local/ (the supervisor's state and one log per component in $AIRFLOW_HOME/stack/).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,28 +20,17 @@ export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRE
 export AIRFLOW__API__HOST="127.0.0.1"
 export AIRFLOW__API__PORT="${TRADEOPS_AIRFLOW_PORT:-8080}"
 export AIRFLOW__API__BASE_URL="http://127.0.0.1:${AIRFLOW__API__PORT}"
-PID_FILE="$AIRFLOW_HOME/standalone.pid"
-LOG_FILE="$AIRFLOW_HOME/standalone.log"
+# What `airflow standalone` forced, which the stack relies on: a local executor, the simple auth
+# manager (its generated admin password is what `make run` prints).
+export AIRFLOW__CORE__EXECUTOR="LocalExecutor"
+export AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+STACK_DIR="$AIRFLOW_HOME/stack"
+# An `airflow standalone` started by an older version of this script.
+LEGACY_PID_FILE="$AIRFLOW_HOME/standalone.pid"
 UI_URL="http://127.0.0.1:${AIRFLOW__API__PORT}"
 
-airflow_running() {
-  [[ -f "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null
-}
-
-wait_for_ui() {
-  local deadline=$((SECONDS + ${1:-300}))
-  until curl -fsS "$UI_URL/api/v2/monitor/health" >/dev/null 2>&1; do
-    if ! airflow_running; then
-      echo "airflow standalone exited; last lines of $LOG_FILE:" >&2
-      tail -n 40 "$LOG_FILE" >&2 || true
-      return 1
-    fi
-    if ((SECONDS > deadline)); then
-      echo "Airflow UI not ready after ${1:-300}s; see $LOG_FILE" >&2
-      return 1
-    fi
-    sleep 2
-  done
+legacy_standalone_running() {
+  [[ -f "$LEGACY_PID_FILE" ]] && kill -0 "$(cat "$LEGACY_PID_FILE")" 2>/dev/null
 }
 
 print_access() {
@@ -51,63 +42,80 @@ print_access() {
     echo "             (generated on first start; kept in $password_file)"
   fi
   echo "Kafka:       $(python -c 'from tradeops.kafka.broker import bootstrap_servers; print(bootstrap_servers())')"
-  echo "Stop with:   make stop"
+  echo "Logs:        $STACK_DIR/<component>.log (scheduler, dag-processor, triggerer, api-server);"
+  echo "             restarts in $STACK_DIR/supervisor.log"
+  echo "Status:      make status       Stop with: make stop"
+}
+
+start_airflow() {
+  airflow db migrate >>"$AIRFLOW_HOME/migrate.log" 2>&1
+  airflow pools set emergency 16 "emergency stop-loss: never queued behind other work" >/dev/null
+  mkdir -p "$STACK_DIR"
+  echo "starting Airflow (scheduler, dag-processor, triggerer, api-server) under the tradeops supervisor"
+  setsid nohup tradeops stack supervise >>"$STACK_DIR/supervisor.log" 2>&1 </dev/null &
 }
 
 up() {
   mkdir -p "$AIRFLOW_HOME"
+  if legacy_standalone_running; then
+    echo "an 'airflow standalone' started by an older 'make run' still runs (pid $(cat "$LEGACY_PID_FILE")):" \
+      "run 'make stop' first" >&2
+    return 1
+  fi
   tradeops config check >/dev/null
   tradeops kafka up
   tradeops init
   # The Kafka watchers' connections (one consumer group each); Airflow reads AIRFLOW_CONN_*.
   eval "$(tradeops kafka connections --format env)"
-  if airflow_running; then
-    echo "airflow standalone already running (pid $(cat "$PID_FILE"))"
-  else
-    airflow db migrate >>"$AIRFLOW_HOME/migrate.log" 2>&1
-    airflow pools set emergency 16 "emergency stop-loss: never queued behind other work" >/dev/null
-    echo "starting airflow standalone (log: $LOG_FILE)"
-    setsid nohup airflow standalone >>"$LOG_FILE" 2>&1 </dev/null &
-    echo $! >"$PID_FILE"
+  # A running supervisor starts again what it left DEAD; exit 3: none runs, start one.
+  local rc=0
+  tradeops stack revive || rc=$?
+  if ((rc == 3)); then
+    start_airflow
+  elif ((rc != 0)); then
+    return "$rc"
   fi
-  wait_for_ui 300
+  tradeops stack wait --url "$UI_URL/api/v2/monitor/health" --timeout 300
   print_access
 }
 
+stop_legacy_standalone() {
+  local pid
+  pid="$(cat "$LEGACY_PID_FILE")"
+  echo "stopping airflow standalone (pid $pid) started by an older 'make run'"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 1
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
 down() {
-  if airflow_running; then
-    local pid
-    pid="$(cat "$PID_FILE")"
-    echo "stopping airflow standalone (pid $pid)"
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-  else
-    echo "airflow standalone is not running"
+  if legacy_standalone_running; then
+    stop_legacy_standalone
   fi
-  rm -f "$PID_FILE"
+  rm -f "$LEGACY_PID_FILE"
+  tradeops stack stop --timeout 60
   tradeops kafka down
 }
 
 status() {
-  if airflow_running; then
-    echo "airflow standalone: running (pid $(cat "$PID_FILE")) at $UI_URL"
-  else
-    echo "airflow standalone: stopped"
-  fi
-  tradeops kafka status || true
+  # Exit code: the Airflow part's (1 something DEAD or stuck, 3 not running), else 1 if Kafka is not ready.
+  local rc=0
+  tradeops stack status || rc=$?
+  echo "Airflow UI: $UI_URL"
+  tradeops kafka status || { ((rc != 0)) || rc=1; }
   tradeops state show --history 0 || true
+  return "$rc"
 }
 
 print_env() {
   # For `eval "$(scripts/local-stack.sh env)"`: point the airflow CLI at the local stack.
   local name
   for name in PATH TRADEOPS_STATE_DIR AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER AIRFLOW__CORE__PLUGINS_FOLDER \
-    AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION AIRFLOW__API__HOST \
-    AIRFLOW__API__PORT AIRFLOW__API__BASE_URL; do
+    AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION AIRFLOW__CORE__EXECUTOR \
+    AIRFLOW__CORE__AUTH_MANAGER AIRFLOW__API__HOST AIRFLOW__API__PORT AIRFLOW__API__BASE_URL; do
     printf 'export %s=%q\n' "$name" "${!name}"
   done
   tradeops kafka connections --format env

@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "tradeops.cli.saga_cmds",
     "tradeops.cli.kafka_cmds",
     "tradeops.cli.setup_cmds",
+    "tradeops.cli.stack_cmds",
 )
 
 
