@@ -106,6 +106,8 @@ status() {
   tradeops stack status || rc=$?
   echo "Airflow UI: $UI_URL"
   tradeops kafka status || { ((rc != 0)) || rc=1; }
+  # The Kafka watchers (heartbeat, lag, broker up/down); a silent or disconnected one fails status.
+  tradeops kafka watchers || { ((rc != 0)) || rc=1; }
   tradeops state show --history 0 || true
   return "$rc"
 }
