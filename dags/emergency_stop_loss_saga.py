@@ -17,6 +17,9 @@ DOC = """
 **Starts on** a `critical_alert` in `risk-alerts`, or a `market_shock` in `market-events` whose
 |move| reaches `thresholds.extreme_shock_pct` (15 % by default). Several events in one run are
 handled together; an event already handled by an earlier run is skipped (redelivery-safe).
+The Kafka watcher sets **HALTED** itself the moment it reads such an event (or an unreadable
+message claiming to be a `critical_alert`), before this run even exists; events older than
+`kafka.watch.max_event_age_seconds` never start it (`tradeops kafka stale` lists them).
 
 **Flat** means, on every venue: no open order, no perpetual position, no balance of a non-cash
 asset (crypto spot, shares) above its dust threshold (`stop_loss.dust`). Cash is every market's
