@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -222,15 +222,38 @@ def throughput(valid: int, malformed: int) -> int:
     fired, last_fired = _asset_events(tag)
     if fired:
         print(
-            f"triggerer: {fired} asset events stored, the last {last_fired - start:.1f} s after the first send "
-            f"({fired / (last_fired - start):.1f} events/s through the Kafka watcher)"
+            f"triggerer: {fired} asset events (poll batches) stored, the last {last_fired - start:.1f} s after "
+            f"the first send"
         )
+    runs, swept = _claims_since(start)
+    print(f"{len(runs)} stop-loss runs claimed them; the sweeper had to re-deliver {swept} of them")
     print(
         f"{valid / (end - start):.1f} valid events/s end to end ({end - start:.1f} s from first send to last "
         f"handled){'' if done else '  [TIMED OUT]'}"
     )
     risk.set_state(risk.TradingState.ACTIVE, reason="benchmark finished", changed_by="bench")
     return 0 if done else 1
+
+
+def _claims_since(start: float) -> tuple[dict[str, int], int]:
+    """Events the stop-loss DAG claimed since ``start``: per run, and how many by sweeper replays
+    (runs the sweeper triggers are not asset-triggered)."""
+    from sqlalchemy import func, select
+
+    from tradeops.db import get_engine, transaction
+    from tradeops.event_inbox import handled_events
+
+    since = datetime.fromtimestamp(start, tz=UTC)
+    table = handled_events
+    query = (
+        select(table.c.run_id, func.count())
+        .where(table.c.consumer == STOP_DAG, table.c.claimed_at >= since)
+        .group_by(table.c.run_id)
+    )
+    with transaction(get_engine()) as conn:
+        runs = {str(run_id): int(count) for run_id, count in conn.execute(query).all()}
+    swept = sum(count for run_id, count in runs.items() if not run_id.startswith("asset_triggered"))
+    return runs, swept
 
 
 def _asset_events(tag: str) -> tuple[int, float]:

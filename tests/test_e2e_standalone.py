@@ -146,6 +146,7 @@ def test_critical_alert_when_published_then_triggerer_runs_stop_loss_and_venue_e
             )
         )
     assert len(_positions()) >= 2  # ours, plus whatever the hedge cron opened meanwhile
+    risk.set_state(risk.TradingState.ACTIVE, reason="e2e: armed", changed_by="test")
 
     published = subprocess.run(
         [str(BIN / "tradeops"), "publish", "critical-alert", "--json", '{"reason": "e2e kill switch"}'],
@@ -158,6 +159,9 @@ def test_critical_alert_when_published_then_triggerer_runs_stop_loss_and_venue_e
 
     _wait(lambda: not _positions(), 180, "every position to be closed")
     assert risk.get_state().state is risk.TradingState.HALTED
+    # the watcher halted on reading the alert, before the DAG's run (which halts again, idempotently)
+    halts = [h for h in reversed(risk.history(20)) if h.state is risk.TradingState.HALTED and "e2e kill" in h.reason]
+    assert halts and halts[0].changed_by == "watcher:stop_loss_alerts", halts
 
 
 def test_malformed_message_when_on_watched_topic_then_dead_lettered_and_next_good_event_handled(
