@@ -159,7 +159,8 @@ class WatcherStream(SharedStreamProducer):
                 },
             )
         )
-        consumer.subscribe(self.topics)
+        # a completed group join means the broker answers
+        consumer.subscribe(self.topics, on_assign=lambda _consumer, _partitions: monitor.on_reached())
         return consumer
 
     def _next_batch(self) -> list[Message]:

@@ -116,7 +116,8 @@ def test_triggerer_when_killed_with_sigkill_then_restarted_heartbeating_and_repo
 
     def healthy() -> subprocess.CompletedProcess[str] | None:
         result = _stack(stack_env, "status", timeout=120)
-        return result if result.returncode == 0 else None
+        watching = [line for line in result.stdout.splitlines() if line.startswith("stop_loss_alerts")]
+        return result if result.returncode == 0 and watching and " up " in watching[0] else None
 
     # the Kafka watchers move to the new triggerer once Airflow sees the old one dead (~30 s)
     status = wait_for(healthy, 180, "status to be healthy again, the watchers included", 5)
