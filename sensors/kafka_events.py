@@ -96,8 +96,7 @@ def commit_plan(
             floor = floors.get(key)
             if floor is not None and positions.first[key] <= floor <= last:
                 del floors[key]  # the held offset was read again and handled
-            if key not in seeks:
-                commits[key] = max(commits.get(key, 0), last + 1)
+            commits[key] = max(commits.get(key, 0), last + 1)
     for key, floor in floors.items():
         if key in commits:
             commits[key] = min(commits[key], floor)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,15 @@ def _corpus() -> list[tuple[str, bytes | None, str]]:
     ]
 
 
+# Refused by the size and nesting caps before any parser saw them (the reason names the cap).
+CAPPED_BEFORE_PARSING = {
+    "deeply nested array": "max_nesting_depth",
+    "deeply nested object": "max_nesting_depth",
+    "nesting just past the cap": "max_nesting_depth",
+    "message near the broker's 1 MB limit": "max_message_bytes",
+}
+
+
 def _dead_letter_copies(bootstrap: str, topic: str) -> list[Any]:
     return read_all(bootstrap, topic)
 
@@ -134,6 +144,8 @@ def test_watcher_when_corpus_of_bad_messages_read_then_each_dead_lettered_once_w
         row = rows[int(headers["dlq.source_offset"])]
         if headers["dlq.field"].decode() != field or row.field != field:
             wrong[kind] = (row.field, row.reason)
+        if kind in CAPPED_BEFORE_PARSING and CAPPED_BEFORE_PARSING[kind] not in row.reason:
+            wrong[kind] = (row.field, row.reason)  # refused by the cap, not by a parser that tried
     assert not wrong, wrong
 
 
@@ -233,3 +245,25 @@ def test_dead_letter_when_two_watchers_read_the_same_bad_message_then_one_copy_c
     copies = _dead_letter_copies(kafka_bootstrap, topics.dead_letter)
     assert sorted(int(dict(m.headers())["dlq.source_offset"]) for m in copies) == [0, 1]
     assert dead_letter_counts() == {topics.market_events: 2}
+
+
+def test_dead_letter_when_the_topic_cannot_take_it_then_not_counted_not_committed_and_stored_once_it_can(
+    topics: Any, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradeops.config import settings
+    from tradeops.kafka.topics import ensure_topics
+
+    missing = f"{topics.dead_letter}-later"
+    monkeypatch.setenv("TRADEOPS__KAFKA__TOPICS__DEAD_LETTER", missing)  # not created: the broker refuses
+    monkeypatch.setenv("TRADEOPS__KAFKA__DELIVERY_TIMEOUT_SECONDS", "2")
+    settings.cache_clear()
+    with LiveWatcher("stop_loss_alerts", kafka_bootstrap) as watcher:
+        produce_raw(kafka_bootstrap, topics.risk_alerts, [b"{broken"], partition=0)
+        watcher.wait_for(lambda: [r.status for r in recent_dead_letters()] == ["pending"], what="the pending row")
+        time.sleep(5)  # at least one delivery attempt timed out
+        assert dead_letter_counts() == {}  # never counted before the broker confirmed the copy
+        assert committed(kafka_bootstrap, watcher.group_id, topics.risk_alerts).get(0, -1001) < 0
+        ensure_topics(kafka_bootstrap, settings().kafka.topics)
+        watcher.wait_for(lambda: dead_letter_counts() == {topics.risk_alerts: 1}, timeout=60, what="the stored copy")
+        watcher.wait_for(lambda: committed(kafka_bootstrap, watcher.group_id, topics.risk_alerts).get(0) == 1)
+    assert len(read_all(kafka_bootstrap, missing)) == 1
