@@ -37,16 +37,21 @@ DOC = """
 A reverse transfer waits for the original to settle, so `compensate` may retry for a while.
 """
 
+# The watched assets; the claiming task reads their recent events too (events Airflow attached to no run).
+ASSETS = [event_asset("rebalance_capital"), event_asset("rebalance_shocks")]
+
 with DAG(
     dag_id="auto_rebalance_saga",
-    schedule=event_asset("rebalance_capital") | event_asset("rebalance_shocks"),
+    schedule=ASSETS[0] | ASSETS[1],
     start_date=datetime(2026, 1, 1),
     catchup=False,
     dagrun_timeout=timedelta(hours=6),
     tags=[EVENT_TRIGGERED, "rebalancing", "saga"],
     doc_md=DOC,
 ) as dag:
-    claim = ClaimEventsOperator(task_id="claim_events", event_types=["capital_threshold", "market_shock"])
+    claim = ClaimEventsOperator(
+        task_id="claim_events", inlets=ASSETS, event_types=["capital_threshold", "market_shock"]
+    )
     lease = AcquireLeasesSensor(
         task_id="acquire_lease",
         prefix="auto_rebalance",

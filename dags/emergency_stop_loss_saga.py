@@ -63,9 +63,12 @@ quote asset (USDT, USD) plus `stop_loss.cash_assets`.
 - Replay by hand: `airflow dags trigger emergency_stop_loss_saga --conf '{"events": [<critical_alert event>]}'`.
 """
 
+# The watched assets; the claiming task reads their recent events too (events Airflow attached to no run).
+ASSETS = [event_asset("stop_loss_alerts"), event_asset("stop_loss_shocks")]
+
 with DAG(
     dag_id="emergency_stop_loss_saga",
-    schedule=event_asset("stop_loss_alerts") | event_asset("stop_loss_shocks"),
+    schedule=ASSETS[0] | ASSETS[1],
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=[EVENT_TRIGGERED, "risk", "saga"],
@@ -78,6 +81,8 @@ with DAG(
         "executor": LATENCY_CRITICAL_EXECUTOR,
     },
 ) as dag:
-    stop = EmergencyStopOperator(task_id="halt_and_flatten", event_types=["critical_alert", "market_shock"])
+    stop = EmergencyStopOperator(
+        task_id="halt_and_flatten", inlets=ASSETS, event_types=["critical_alert", "market_shock"]
+    )
     report = StopLossReportOperator(task_id="report", stop_task_id="halt_and_flatten")
     stop >> report

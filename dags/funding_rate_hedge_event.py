@@ -37,9 +37,12 @@ Events already handled by an earlier run are skipped. Replay by hand:
 `airflow dags trigger funding_rate_hedge_event --conf '{"events": [<funding_rate_deviation event>]}'`.
 """
 
+# The watched assets; the claiming task reads their recent events too (events Airflow attached to no run).
+ASSETS = [event_asset("funding_deviation")]
+
 with DAG(
     dag_id="funding_rate_hedge_event",
-    schedule=event_asset("funding_deviation"),
+    schedule=ASSETS[0],
     start_date=datetime(2026, 1, 1),
     catchup=False,
     dagrun_timeout=timedelta(minutes=10),
@@ -47,7 +50,7 @@ with DAG(
     doc_md=DOC,
     default_args={"priority_weight": 100},
 ) as dag:
-    claim = ClaimEventsOperator(task_id="claim_events", event_types=["funding_rate_deviation"])
+    claim = ClaimEventsOperator(task_id="claim_events", inlets=ASSETS, event_types=["funding_rate_deviation"])
     leases = AcquireHedgeLeasesSensor(
         task_id="acquire_leases", events=claim.output, timeout=timedelta(minutes=7).total_seconds()
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -58,17 +59,76 @@ def raw_event_reasons(context: Context) -> list[str]:
     return reasons
 
 
+# How far back a run looks for events of its assets that Airflow attached to no run.
+ADOPT_LOOKBACK = timedelta(minutes=15)
+
+
+def stranded_payloads(context: Context, consumer: str, stored_before: datetime | None = None) -> list[Any]:
+    """Fresh events of the task's inlet assets that no run of ``consumer`` claimed yet.
+
+    Airflow attaches to an asset-triggered run only the asset events stored up to the moment its
+    queue row was created; one stored between that and the row's deletion (a burst: several poll
+    batches within a second) is attached to no run until the asset's next event. A run reads its
+    assets' recent events itself and adopts those, so a burst needs no sweeper; the claims keep
+    every event handled once however many runs look. Stale events are left to the sweeper, which
+    records them.
+    """
+    from tradeops.config import settings
+    from tradeops.event_inbox import unhandled
+    from tradeops.kafka.reading import staleness
+
+    task = context.get("task")
+    inlets = list(getattr(task, "inlets", None) or [])
+    if not inlets:
+        return []
+    now = datetime.now(UTC)
+    found: dict[str, Any] = {}
+    for asset in inlets:
+        for asset_event in context["inlet_events"][asset].after((now - ADOPT_LOOKBACK).isoformat()).limit(5000):
+            if stored_before is not None and asset_event.timestamp > stored_before:
+                continue
+            for item in batch_events((asset_event.extra or {}).get("payload") or {}):
+                event = item.get("event") if isinstance(item, dict) else None
+                if isinstance(event, dict) and event.get("event_id"):
+                    found.setdefault(str(event["event_id"]), item)
+    missing = unhandled(consumer, found)
+    fresh = []
+    for event_id, item in found.items():
+        event = item["event"]
+        try:
+            occurred_at = datetime.fromisoformat(str(event["occurred_at"]))
+            too_old = staleness(str(event["event_type"]), occurred_at, settings(), now)
+        except (KeyError, ValueError):
+            continue
+        if event_id in missing and too_old is None:
+            fresh.append({**item, "reason": f"adopted (attached to no run): {item.get('reason', '')}"})
+    return fresh
+
+
 def claim_new_events(
-    context: Context, *, consumer: str, event_types: Iterable[str] | None = None, log: Any = None
+    context: Context,
+    *,
+    consumer: str,
+    event_types: Iterable[str] | None = None,
+    log: Any = None,
+    adopt: bool = True,
 ) -> list[dict[str, Any]]:
     """Validate the run's events and claim them for ``consumer``; the new ones, oldest first.
 
-    Events another run already handled are logged and left out (a retry of this run keeps the
-    events this run claimed); raises ``AirflowSkipException``
-    when nothing new is left (the rest of the run has nothing to do).
+    With ``adopt`` (and the task's inlets set to the DAG's assets), events of those assets that
+    Airflow attached to no run are handled here too (``stranded_payloads``). Events another run
+    already handled are logged and left out (a retry of this run keeps the events this run
+    claimed); raises ``AirflowSkipException`` when nothing new is left.
     """
     allowed = sorted(event_types) if event_types else None
     payloads = _asset_event_payloads(context) + _conf_payloads(context)
+    if adopt:
+        adopted = stranded_payloads(context, consumer)
+        given = {(p.get("event") or {}).get("event_id") for p in payloads if isinstance(p, dict)}
+        adopted = [p for p in adopted if p["event"]["event_id"] not in given]
+        if adopted and log is not None:
+            log.warning("Adopting %d event(s) Airflow attached to no run", len(adopted))
+        payloads += adopted
     events = []
     for payload in payloads:
         event = parse_event(payload["event"])
@@ -112,6 +172,18 @@ def _refuse_conflicts(events: list[Any]) -> None:
             raise EventValidationError(
                 "event_id", f"event_id {event.event_id} reused with a different body: refusing to act on it"
             )
+
+
+def adopt_stranded(context: Context, *, consumer: str, stored_before: datetime, log: Any) -> list[dict[str, Any]]:
+    """Claim for this run the events of its assets stored before ``stored_before`` that no run
+    was given (see ``stranded_payloads``); the ones claimed."""
+    adopted = stranded_payloads(context, consumer, stored_before)
+    pairs = [(item["event"]["event_id"], item["event"]["event_type"]) for item in adopted]
+    claims = {c.event_id for c in claim_events(consumer, pairs, context["run_id"]) if c.new}
+    taken = [item for item in adopted if item["event"]["event_id"] in claims]
+    if taken:
+        log.warning("Adopted %d event(s) Airflow attached to no run: %s", len(taken), sorted(claims))
+    return taken
 
 
 class ClaimEventsOperator(BaseOperator):

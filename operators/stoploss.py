@@ -14,13 +14,13 @@ automatically in any other case.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from operators.events import claim_new_events, raw_event_reasons
+from operators.events import adopt_stranded, claim_new_events, raw_event_reasons
 from tradeops import risk
 from tradeops.config import STOP_LOSS_MAX_DURATION_LIMIT_SECONDS, settings
 from tradeops.db import utcnow
@@ -85,7 +85,9 @@ class EmergencyStopOperator(BaseOperator):
         before, halted = halt_trading(context["run_id"], raw_event_reasons(context), by=f"airflow:{self.dag_id}")
         self.log.critical("Trading HALTED (was %s)", before.state.value)
         try:
-            events = claim_new_events(context, consumer=self.dag_id, event_types=self.event_types, log=self.log)
+            events = claim_new_events(
+                context, consumer=self.dag_id, event_types=self.event_types, log=self.log, adopt=False
+            )
         except AirflowSkipException:
             undo_halt_for_redelivery(before, halted, context["run_id"], self.log)
             ti.xcom_push(key=REDELIVERED_XCOM_KEY, value=True)
@@ -93,10 +95,17 @@ class EmergencyStopOperator(BaseOperator):
         ti.xcom_push(key=EVENTS_XCOM_KEY, value=events)
         self.log.critical("Emergency stop for %d event(s)", len(events))
         reports = self._flatten(context, [item["event"]["event_id"] for item in events])
+        flat_at = datetime.now(UTC)
         ti.xcom_push(key=REPORT_XCOM_KEY, value=reports)
         not_flat = [r for r in reports if not r["flat"]]
         if not_flat:
             raise AirflowFailException("NOT FLAT: " + "; ".join(_why_not_flat(r) for r in not_flat))
+        # Events Airflow attached to no run (a burst) and stored before the book was found flat were
+        # handled by this stop: claimed here, not left for the sweeper (adopting before flattening
+        # would delay the exit).
+        adopted = adopt_stranded(context, consumer=self.dag_id, stored_before=flat_at, log=self.log)
+        if adopted:
+            ti.xcom_push(key=EVENTS_XCOM_KEY, value=events + adopted)
         return reports
 
     def _flatten(self, context: Context, trigger_ids: list[str]) -> Snapshot:

@@ -309,3 +309,41 @@ def test_stop_loss_when_claiming_the_events_fails_then_trading_is_halted_anyway(
 
     assert run.state == "failed"
     assert risk.get_state().state is risk.TradingState.HALTED
+
+
+def _strand(payload_events: list[dict[str, Any]], asset_name: str) -> None:
+    """An asset event of ``asset_name`` stored in Airflow's database and attached to no run (what
+    Airflow leaves behind when a burst's batches arrive while a run is being created)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        asset = session.scalar(select(AssetModel).where(AssetModel.name == asset_name))
+        assert asset is not None, asset_name
+        payload = {"watcher": "stop_loss_alerts", "events": payload_events, "batch": {"messages": len(payload_events)}}
+        session.add(AssetEvent(asset_id=asset.id, extra={"from_trigger": True, "payload": payload}))
+
+
+def test_stop_loss_when_events_were_attached_to_no_run_then_the_next_stop_adopts_them_once(
+    paper_world: None, kafka_bootstrap: str
+) -> None:
+    from tradeops.event_inbox import unhandled
+
+    load_dag(DAG_ID).test(run_conf={"events": [_alert("registers the assets")]})
+    stranded = [{"event": _alert(f"stranded {n}"), "reason": "r", "kafka": None} for n in range(3)]
+    stale = {"event": _alert("hours old") | {"occurred_at": "2026-01-01T00:00:00+00:00"}, "reason": "r"}
+    _strand([*stranded, stale], "tradeops_stop_loss_alerts")
+    risk.set_state(risk.TradingState.ACTIVE, reason="test: trading resumed", changed_by="test")
+    _open_book()
+
+    run = load_dag(DAG_ID).test(run_conf={"events": [_alert("the trigger")]})
+
+    assert run.state == "success"
+    _assert_flat_everywhere()
+    ids = [item["event"]["event_id"] for item in stranded]
+    assert unhandled(DAG_ID, ids) == set()  # adopted by this run, not left for the sweeper
+    assert unhandled(DAG_ID, [stale["event"]["event_id"]]) == {stale["event"]["event_id"]}  # stale: never
+    risk.set_state(risk.TradingState.ACTIVE, reason="test: trading resumed", changed_by="test")
+    again = load_dag(DAG_ID).test(run_conf={"events": [stranded[0]["event"]]})
+    assert again.state == "success" and risk.get_state().state is risk.TradingState.ACTIVE  # nothing twice
