@@ -299,53 +299,6 @@ def _print_kill_switch(results: list[dict[str, float]], burst_size: int) -> None
             print(_summary(stage[0], values))
 
 
-def _role(cmdline: list[str]) -> str | None:
-    """Which part of the stack a process is, from its command line (None: not ours to count)."""
-    line = " ".join(cmdline)
-    if "kafka.Kafka" in line:
-        return "kafka broker"
-    if "airflow" not in line:
-        return None
-    for word, role in (
-        ("scheduler", "scheduler"), ("triggerer", "triggerer"), ("dag-processor", "dag-processor"),
-        ("api_server", "api-server"), ("LocalExecutor", "executor workers"), ("standalone", "standalone"),
-    ):
-        if word in line:
-            return role
-    return "tasks and other airflow processes"
-
-
-def idle_cpu(seconds: float) -> int:
-    """CPU used by each part of the local stack (the one ``AIRFLOW_HOME`` names) over ``seconds``."""
-    import psutil
-
-    home = os.environ.get("AIRFLOW_HOME", "")
-    before: dict[psutil.Process, tuple[str, float]] = {}
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            role = _role(proc.info["cmdline"] or [])
-            if role and proc.environ().get("AIRFLOW_HOME") == home:
-                times = proc.cpu_times()
-                before[proc] = (role, times.user + times.system)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    time.sleep(seconds)
-    used: dict[str, float] = {}
-    for proc, (role, start) in before.items():
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        used[role] = used.get(role, 0.0) + times.user + times.system - start
-    print(f"CPU over {seconds:.0f} s, in % of one core (processes that existed at the start; AIRFLOW_HOME={home})")
-    print()
-    print("| process | CPU % |")
-    print("|---|---|")
-    for role, value in sorted(used.items(), key=lambda item: -item[1]):
-        print(f"| {role} | {100 * value / seconds:.1f} |")
-    return 0
-
-
 def throughput(valid: int, malformed: int) -> int:
     from confluent_kafka import Producer
 
@@ -408,6 +361,68 @@ def _asset_events(tag: str) -> tuple[int, float]:
             {"pattern": f"%{tag} %"},
         ).first()
     return int(row.n), _ts(row.last) or 0.0
+
+
+def _role(cmdline: list[str]) -> str | None:
+    """Which part of the stack a process is, from its command line (None: not ours to count)."""
+    line = " ".join(cmdline)
+    if "kafka.Kafka" in line:
+        return "kafka broker"
+    if "airflow" not in line:
+        return None
+    for word, role in (
+        ("scheduler", "scheduler"), ("triggerer", "triggerer"), ("dag-processor", "dag-processor"),
+        ("api_server", "api-server"), ("LocalExecutor", "executor workers"), ("standalone", "standalone"),
+    ):
+        if word in line:
+            return role
+    return "tasks and other airflow processes"
+
+
+def _stack_processes() -> list[Any]:
+    """``airflow standalone`` (its pid file under ``AIRFLOW_HOME``) with every descendant, and the broker."""
+    import psutil
+
+    from tradeops.kafka.broker import kafka_dir
+
+    home = Path(os.environ.get("AIRFLOW_HOME", Path(__file__).resolve().parent.parent / ".local" / "airflow"))
+    processes = []
+    for pid_file in (home / "standalone.pid", kafka_dir() / "broker.pid"):
+        try:
+            root = psutil.Process(int(pid_file.read_text().strip()))
+            processes += [root, *root.children(recursive=True)]
+        except (OSError, ValueError, psutil.NoSuchProcess):
+            print(f"no process for {pid_file}", file=sys.stderr)
+    return processes
+
+
+def idle_cpu(seconds: float) -> int:
+    """CPU used by each part of the local stack over ``seconds``, in % of one core."""
+    import psutil
+
+    before: dict[Any, tuple[str, float]] = {}
+    for proc in _stack_processes():
+        try:
+            times = proc.cpu_times()
+            before[proc] = (_role(proc.cmdline()) or "other", times.user + times.system)
+        except psutil.NoSuchProcess:
+            continue
+    time.sleep(seconds)
+    used: dict[str, float] = {}
+    for proc, (role, start) in before.items():
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        used[role] = used.get(role, 0.0) + times.user + times.system - start
+    print(f"CPU over {seconds:.0f} s, in % of one core (the processes running at the start)")
+    print()
+    print("| process | CPU % |")
+    print("|---|---|")
+    for role, value in sorted(used.items(), key=lambda item: -item[1]):
+        print(f"| {role} | {100 * value / seconds:.1f} |")
+    print(f"| all | {100 * sum(used.values()) / seconds:.1f} |")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
