@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from tradeops import risk
 from tradeops.config import settings
-from tradeops.db import get_engine
+from tradeops.db import default_db_url
 from tradeops.event_inbox import dead_letter_counts, handled_count
 from tradeops.events import build_event, topic_for
 from tradeops.kafka.producer import publish
@@ -100,9 +100,16 @@ STOP_TASK = "halt_and_flatten"
 CLOSE_ORDER_PATTERN = "sl%"
 
 
+@functools.cache
+def _reader() -> Any:
+    """A read-only view of the project database that takes no lock: the project's own engine opens
+    every SQLite transaction with BEGIN IMMEDIATE, and polling with it would hold up the stop."""
+    return create_engine(default_db_url())
+
+
 def _open_legs() -> int:
     """Perp positions still open on the paper venue (one query, cheap enough to poll)."""
-    with get_engine().connect() as conn:
+    with _reader().connect() as conn:
         sizes = conn.execute(select(positions_table.c.size)).scalars().all()
     return sum(1 for size in sizes if size != 0)
 
@@ -140,7 +147,7 @@ def _airflow_marks(engine: Any, event_id: str) -> dict[str, float | None]:
 def _project_marks(since: datetime) -> dict[str, float | None]:
     """The first HALTED since ``since``, the stop task's own HALTED, and the last close fill."""
     history = risk.trading_state_history
-    with get_engine().connect() as conn:
+    with _reader().connect() as conn:
         halts = conn.execute(
             select(history.c.changed_by, history.c.changed_at)
             .where(history.c.state == risk.TradingState.HALTED.value, history.c.changed_at >= since)
@@ -241,6 +248,7 @@ def _kill_switch_trial(engine: Any, trial: int, burst: list[tuple[str, bytes]], 
     polled = time.time()
     _wait(functools.partial(_run_done, engine, alert.event_id), 60, 0.2)  # the report task ends the run
     marks = {"publish": since.timestamp(), **_airflow_marks(engine, alert.event_id), **_project_marks(since)}
+    marks["load"] = os.getloadavg()[0]  # other work on the machine (1-minute load average)
     if marks.get("flat") is None:
         marks["flat"] = polled
     if burst and not _wait(lambda: _burst_lag() == 0, 600, 1.0):
@@ -290,6 +298,9 @@ def _print_kill_switch(results: list[dict[str, float]], burst_size: int) -> None
         f"kill switch, {len(results)} trials{during}: p50 {statistics.median(totals):.2f} s, "
         f"p95 {_percentile(totals, 0.95):.2f} s, max {max(totals):.2f} s"
     )
+    loads = sorted(marks["load"] for marks in results)
+    print(f"1-minute load average during the trials: min {loads[0]:.2f}, median {statistics.median(loads):.2f}, "
+          f"max {loads[-1]:.2f} ({os.cpu_count()} cores)")
     print()
     print("| stage | n | p50 s | p95 s | max s |")
     print("|---|---|---|---|---|")
