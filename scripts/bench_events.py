@@ -121,7 +121,8 @@ def _airflow_marks(engine: Any, event_id: str) -> dict[str, float | None]:
             text(
                 "SELECT ae.timestamp AS fired, dr.queued_at AS queued, dr.start_date AS started, dr.id AS run "
                 "FROM asset_event ae JOIN dagrun_asset_event x ON x.event_id = ae.id "
-                "JOIN dag_run dr ON dr.id = x.dag_run_id WHERE ae.extra LIKE :pattern AND dr.dag_id = :dag"
+                "JOIN dag_run dr ON dr.id = x.dag_run_id "
+                "WHERE CAST(ae.extra AS TEXT) LIKE :pattern AND dr.dag_id = :dag"
             ),
             {"pattern": f"%{event_id}%", "dag": STOP_DAG},
         ).first()
@@ -225,7 +226,8 @@ def _run_done(engine: Any, event_id: str) -> bool:
         row = conn.execute(
             text(
                 "SELECT dr.state FROM asset_event ae JOIN dagrun_asset_event x ON x.event_id = ae.id "
-                "JOIN dag_run dr ON dr.id = x.dag_run_id WHERE ae.extra LIKE :pattern AND dr.dag_id = :dag"
+                "JOIN dag_run dr ON dr.id = x.dag_run_id "
+                "WHERE CAST(ae.extra AS TEXT) LIKE :pattern AND dr.dag_id = :dag"
             ),
             {"pattern": f"%{event_id}%", "dag": STOP_DAG},
         ).first()
@@ -368,7 +370,10 @@ def _asset_events(tag: str) -> tuple[int, float]:
     """How many asset events the watcher stored for this burst, and when the last one was stored."""
     with _airflow_db().connect() as conn:
         row = conn.execute(
-            text("SELECT count(*) AS n, max(timestamp) AS last FROM asset_event WHERE extra LIKE :pattern"),
+            text(
+                "SELECT count(*) AS n, max(timestamp) AS last FROM asset_event "
+                "WHERE CAST(extra AS TEXT) LIKE :pattern"
+            ),
             {"pattern": f"%{tag} %"},
         ).first()
     return int(row.n), _ts(row.last) or 0.0
