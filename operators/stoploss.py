@@ -1,7 +1,8 @@
 """The emergency stop: halt trading, flatten every venue in parallel until flat, report.
 
 Order of work in ``EmergencyStopOperator``: HALTED first (before the events are claimed, before
-any other I/O that can fail), then claim the events, then flatten (``tradeops.stoploss``).
+any other I/O that can fail), then claim the events, then flatten (``tradeops.stoploss``); the
+claimed events are recorded (XCom, for the report task) while the venue threads flatten.
 
 Redelivered events: when every event of the run turns out already handled by an earlier run,
 the HALTED this run just set is undone, compare-and-set: the state that was there before is put
@@ -14,6 +15,7 @@ automatically in any other case.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,9 +94,12 @@ class EmergencyStopOperator(BaseOperator):
             undo_halt_for_redelivery(before, halted, context["run_id"], self.log)
             ti.xcom_push(key=REDELIVERED_XCOM_KEY, value=True)
             raise
-        ti.xcom_push(key=EVENTS_XCOM_KEY, value=events)
         self.log.critical("Emergency stop for %d event(s)", len(events))
-        reports = self._flatten(context, [item["event"]["event_id"] for item in events])
+
+        def record_events() -> None:  # runs while the venues are being flattened (an API round trip)
+            ti.xcom_push(key=EVENTS_XCOM_KEY, value=events)
+
+        reports = self._flatten(context, [item["event"]["event_id"] for item in events], record_events)
         flat_at = datetime.now(UTC)
         ti.xcom_push(key=REPORT_XCOM_KEY, value=reports)
         not_flat = [r for r in reports if not r["flat"]]
@@ -108,7 +113,7 @@ class EmergencyStopOperator(BaseOperator):
             ti.xcom_push(key=EVENTS_XCOM_KEY, value=events + adopted)
         return reports
 
-    def _flatten(self, context: Context, trigger_ids: list[str]) -> Snapshot:
+    def _flatten(self, context: Context, trigger_ids: list[str], on_started: Callable[[], None]) -> Snapshot:
         from operators import credentials
 
         credentials.install()
@@ -125,7 +130,13 @@ class EmergencyStopOperator(BaseOperator):
 
         self.log.warning("Flattening %s until flat or %s", sorted(loaded.venues), deadline.isoformat())
         return flatten_desk(
-            sorted(loaded.venues), open_one, loaded, key_prefix=prefix, deadline=deadline, on_first_report=first_report
+            sorted(loaded.venues),
+            open_one,
+            loaded,
+            key_prefix=prefix,
+            deadline=deadline,
+            on_first_report=first_report,
+            on_started=on_started,
         )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
@@ -27,16 +26,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 
 from tradeops import risk
 from tradeops.config import settings
+from tradeops.db import default_db_url
 from tradeops.event_inbox import dead_letter_counts, handled_count
-from tradeops.events import build_event
+from tradeops.events import build_event, topic_for
 from tradeops.kafka.producer import publish
 from tradeops.model import OrderRequest, Side
 from tradeops.schema import require_current
 from tradeops.venues.paper import PaperVenue
+from tradeops.venues.paper_tables import fills_table, orders_table, positions_table
 
 STOP_DAG = "emergency_stop_loss_saga"
 
@@ -54,10 +55,6 @@ def _wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.02)
             return True
         time.sleep(interval)
     return False
-
-
-def _positions() -> int:
-    return sum(len(PaperVenue(name, settings()).positions()) for name in ("binance", "bybit", "okx"))
 
 
 def _open_positions(trial: int) -> None:
@@ -80,20 +77,52 @@ def _ts(value: Any) -> float | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
-        from datetime import UTC
-
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
 
-def _airflow_times(engine: Any, event_id: str) -> dict[str, float | None]:
-    """When the asset event was stored, its run queued and started, and the stop task started."""
+# Where the kill switch's time goes: (label, from mark, to mark). A trial's marks come from this
+# script's clock (publish), the project database (HALTED, the close fills) and Airflow's metadata
+# database (asset event, run, task instance); every clock is this machine's.
+TOTAL = ("total: publish -> last position closed", "publish", "flat")
+STAGES: tuple[tuple[str, str, str], ...] = (
+    ("publish -> HALTED (the first HALTED written, by anyone)", "publish", "halted"),
+    ("kafka + triggerer: publish -> asset event stored", "publish", "asset_event"),
+    ("scheduler: asset event -> run created", "asset_event", "run_queued"),
+    ("scheduler: run created -> run running", "run_queued", "run_started"),
+    ("scheduler: run running -> task queued", "run_started", "task_queued"),
+    ("executor: task queued -> task started", "task_queued", "task_started"),
+    ("task: started -> its HALTED (DAG file import, start-up)", "task_started", "task_halted"),
+    ("task: its HALTED -> last position closed (claim, cancel, close, re-check)", "task_halted", "flat"),
+)
+STOP_TASK = "halt_and_flatten"
+# Exit orders of the stop carry ids from tradeops.stoploss.close_order_id: "sl" + 30 hex digits.
+CLOSE_ORDER_PATTERN = "sl%"
+
+
+@functools.cache
+def _reader() -> Any:
+    """A read-only view of the project database that takes no lock: the project's own engine opens
+    every SQLite transaction with BEGIN IMMEDIATE, and polling with it would hold up the stop."""
+    return create_engine(default_db_url())
+
+
+def _open_legs() -> int:
+    """Perp positions still open on the paper venue (one query, cheap enough to poll)."""
+    with _reader().connect() as conn:
+        sizes = conn.execute(select(positions_table.c.size)).scalars().all()
+    return sum(1 for size in sizes if size != 0)
+
+
+def _airflow_marks(engine: Any, event_id: str) -> dict[str, float | None]:
+    """When the asset event was stored, its run created and started, the stop task queued and started."""
     with engine.connect() as conn:
         row = conn.execute(
             text(
                 "SELECT ae.timestamp AS fired, dr.queued_at AS queued, dr.start_date AS started, dr.id AS run "
                 "FROM asset_event ae JOIN dagrun_asset_event x ON x.event_id = ae.id "
-                "JOIN dag_run dr ON dr.id = x.dag_run_id WHERE ae.extra LIKE :pattern AND dr.dag_id = :dag"
+                "JOIN dag_run dr ON dr.id = x.dag_run_id "
+                "WHERE CAST(ae.extra AS TEXT) LIKE :pattern AND dr.dag_id = :dag"
             ),
             {"pattern": f"%{event_id}%", "dag": STOP_DAG},
         ).first()
@@ -103,17 +132,82 @@ def _airflow_times(engine: Any, event_id: str) -> dict[str, float | None]:
             text(
                 "SELECT ti.queued_dttm AS queued, ti.start_date AS started FROM task_instance ti "
                 "JOIN dag_run dr ON dr.run_id = ti.run_id AND dr.dag_id = ti.dag_id "
-                "WHERE dr.id = :run AND ti.task_id = 'halt_and_flatten'"
+                "WHERE dr.id = :run AND ti.task_id = :task"
             ),
-            {"run": row.run},
+            {"run": row.run, "task": STOP_TASK},
         ).first()
     return {
-        "fired": _ts(row.fired),
+        "asset_event": _ts(row.fired),
         "run_queued": _ts(row.queued),
         "run_started": _ts(row.started),
         "task_queued": _ts(task.queued) if task else None,
         "task_started": _ts(task.started) if task else None,
     }
+
+
+def _project_marks(since: datetime) -> dict[str, float | None]:
+    """The first HALTED since ``since``, the stop task's own HALTED, and the last close fill."""
+    history = risk.trading_state_history
+    with _reader().connect() as conn:
+        halts = conn.execute(
+            select(history.c.changed_by, history.c.changed_at)
+            .where(history.c.state == risk.TradingState.HALTED.value, history.c.changed_at >= since)
+            .order_by(history.c.id)
+        ).all()
+        last_fill = conn.execute(
+            select(func.max(fills_table.c.at))
+            .select_from(fills_table.join(orders_table, orders_table.c.order_id == fills_table.c.order_id))
+            .where(orders_table.c.client_order_id.like(CLOSE_ORDER_PATTERN), fills_table.c.at >= since)
+        ).scalar()
+    by_task = [at for by, at in halts if by == f"airflow:{STOP_DAG}"]
+    return {
+        "halted": _ts(halts[0].changed_at) if halts else None,
+        "task_halted": _ts(by_task[0]) if by_task else None,
+        "flat": _ts(last_fill),
+    }
+
+
+def _burst_events(count: int) -> list[tuple[str, bytes]]:
+    """``count`` valid events for the other topics that fire no DAG (below every threshold)."""
+    kinds = (
+        ("market-shock", {"symbol": "BTC/USDT", "venue": "binance", "move_pct": "0.5", "window_seconds": 60,
+                          "price": "60000"}),
+        ("capital-threshold", {"venue": "bybit", "asset": "USDT", "balance": "1000000000", "floor": "1"}),
+        ("funding-rate-deviation", {"symbol": "BTC/USDT:USDT", "deviation_bps": "1", "rates": [
+            {"venue": "binance", "rate": "0.0001", "interval_hours": 8},
+            {"venue": "bybit", "rate": "0.0001", "interval_hours": 8}]}),
+    )
+    events = []
+    for number in range(count):
+        kind, fields = kinds[number % len(kinds)]
+        event = build_event(kind, {**fields, "source": "bench-burst"})
+        events.append((topic_for(event.event_type), event.model_dump_json().encode()))
+    return events
+
+
+def _burst_lag() -> int:
+    """Messages of the other topics that their watchers have not committed yet (all groups)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from tradeops.kafka.broker import client_config
+    from tradeops.watchers import WATCHERS
+
+    topics = settings().kafka.topics
+    lag = 0
+    for watcher in WATCHERS.values():
+        topic = watcher.topic(topics)
+        if topic == topics.risk_alerts:
+            continue
+        # Never subscribes, so it reads the group's committed offsets without joining the group.
+        consumer = Consumer(client_config(**{"group.id": watcher.group_id, "enable.auto.commit": False}))
+        try:
+            partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+            for position in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=5):
+                low, high = consumer.get_watermark_offsets(position, timeout=5)
+                lag += high - max(position.offset, low)
+        finally:
+            consumer.close()
+    return lag
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:
@@ -123,48 +217,8 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def _summary(name: str, values: Sequence[float]) -> str:
-    return f"| {name} | {statistics.median(values):.2f} | {_percentile(values, 0.95):.2f} | {max(values):.2f} |"
-
-
-def kill_switch(trials: int) -> int:
-    require_current()
-    engine = _airflow_db()
-    totals: list[float] = []
-    stages: dict[str, list[float]] = {k: [] for k in ("kafka+triggerer", "scheduler", "task start", "venue")}
-    for trial in range(trials):
-        risk.set_state(risk.TradingState.ACTIVE, reason="benchmark trial", changed_by="bench")
-        _open_positions(trial)
-        alert = build_event("critical-alert", {"reason": f"benchmark trial {trial}", "scope": "bench"})
-        start = time.time()
-        publish(alert)
-        if not _wait(lambda: _positions() == 0, 120):
-            print(f"trial {trial}: positions not closed within 120 s", file=sys.stderr)
-            return 1
-        flat = time.time()
-        totals.append(flat - start)
-        times = _airflow_times(engine, alert.event_id)
-        if times.get("fired") and times.get("run_started") and times.get("task_started"):
-            stages["kafka+triggerer"].append(times["fired"] - start)
-            stages["scheduler"].append(times["run_started"] - times["fired"])
-            stages["task start"].append(times["task_started"] - times["run_started"])
-            stages["venue"].append(flat - times["task_started"])
-        latest = {k: round(v[-1], 2) for k, v in stages.items() if v}
-        print(f"trial {trial + 1:2d}: {flat - start:6.2f} s  {json.dumps(latest)}")
-        _wait(functools.partial(_run_done, engine, alert.event_id), 60, 0.2)  # the report task ends the run
-    print()
-    print(
-        f"kill switch, {trials} trials: p50 {statistics.median(totals):.2f} s, "
-        f"p95 {_percentile(totals, 0.95):.2f} s, max {max(totals):.2f} s"
-    )
-    print()
-    print("| stage | p50 s | p95 s | max s |")
-    print("|---|---|---|---|")
-    print(_summary("total: publish -> last position closed", totals))
-    for name, values in stages.items():
-        if values:
-            print(_summary(name, values))
-    risk.set_state(risk.TradingState.ACTIVE, reason="benchmark finished", changed_by="bench")
-    return 0
+    median, p95 = statistics.median(values), _percentile(values, 0.95)
+    return f"| {name} | {len(values)} | {median:.2f} | {p95:.2f} | {max(values):.2f} |"
 
 
 def _run_done(engine: Any, event_id: str) -> bool:
@@ -172,11 +226,95 @@ def _run_done(engine: Any, event_id: str) -> bool:
         row = conn.execute(
             text(
                 "SELECT dr.state FROM asset_event ae JOIN dagrun_asset_event x ON x.event_id = ae.id "
-                "JOIN dag_run dr ON dr.id = x.dag_run_id WHERE ae.extra LIKE :pattern AND dr.dag_id = :dag"
+                "JOIN dag_run dr ON dr.id = x.dag_run_id "
+                "WHERE CAST(ae.extra AS TEXT) LIKE :pattern AND dr.dag_id = :dag"
             ),
             {"pattern": f"%{event_id}%", "dag": STOP_DAG},
         ).first()
     return row is not None and row.state in ("success", "failed")
+
+
+def _kill_switch_trial(engine: Any, trial: int, burst: list[tuple[str, bytes]], producer: Any) -> dict[str, float]:
+    """One trial: three perp positions, (a burst on the other topics,) one alert; the marks."""
+    risk.set_state(risk.TradingState.ACTIVE, reason="benchmark trial", changed_by="bench")
+    _open_positions(trial)
+    for topic, value in burst:
+        producer.produce(topic, value=value, key=b"bench-burst")
+    if burst and producer.flush(30) != 0:
+        raise RuntimeError("the broker did not confirm the burst")
+    alert = build_event("critical-alert", {"reason": f"benchmark trial {trial}", "scope": "bench"})
+    since = datetime.now(UTC)
+    publish(alert)
+    if not _wait(lambda: _open_legs() == 0, 120, 0.05):
+        raise RuntimeError(f"trial {trial}: positions not closed within 120 s")
+    polled = time.time()
+    _wait(functools.partial(_run_done, engine, alert.event_id), 60, 0.2)  # the report task ends the run
+    marks = {"publish": since.timestamp(), **_airflow_marks(engine, alert.event_id), **_project_marks(since)}
+    marks["load"] = os.getloadavg()[0]  # other work on the machine (1-minute load average)
+    if marks.get("flat") is None:
+        marks["flat"] = polled
+    if burst:
+        if not _wait(lambda: _burst_lag() == 0, 600, 0.5):
+            raise RuntimeError(f"trial {trial}: the burst was not consumed within 600 s")
+        marks["burst_consumed"] = time.time()
+    return {name: value for name, value in marks.items() if value is not None}
+
+
+def _durations(trials: list[dict[str, float]], stage: tuple[str, str, str]) -> list[float]:
+    _label, first, last = stage
+    return [marks[last] - marks[first] for marks in trials if first in marks and last in marks]
+
+
+def kill_switch(trials: int, warmup: int, burst_size: int) -> int:
+    require_current()
+    engine = _airflow_db()
+    producer = None
+    if burst_size:
+        from confluent_kafka import Producer
+
+        from tradeops.kafka.broker import bootstrap_servers
+
+        producer = Producer({"bootstrap.servers": bootstrap_servers(), "acks": "all", "linger.ms": 5})
+    results: list[dict[str, float]] = []
+    for trial in range(warmup + trials):
+        burst = _burst_events(burst_size) if burst_size else []
+        try:
+            marks = _kill_switch_trial(engine, trial, burst, producer)
+        except RuntimeError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        if trial < warmup:
+            print(f"warm-up {trial + 1}: {marks['flat'] - marks['publish']:6.2f} s (not counted)")
+            continue
+        results.append(marks)
+        steps = " ".join(f"{d[0]:.2f}" if d else "-" for d in (_durations([marks], s) for s in STAGES))
+        print(f"trial {len(results):2d}: {marks['flat'] - marks['publish']:6.2f} s  stages: {steps}")
+    _print_kill_switch(results, burst_size)
+    risk.set_state(risk.TradingState.ACTIVE, reason="benchmark finished", changed_by="bench")
+    return 0
+
+
+def _print_kill_switch(results: list[dict[str, float]], burst_size: int) -> None:
+    totals = _durations(results, TOTAL)
+    during = f" during a {burst_size}-event burst on the other topics" if burst_size else ""
+    print()
+    print(
+        f"kill switch, {len(results)} trials{during}: p50 {statistics.median(totals):.2f} s, "
+        f"p95 {_percentile(totals, 0.95):.2f} s, max {max(totals):.2f} s"
+    )
+    if burst_size:
+        drained = _durations(results, ("", "publish", "burst_consumed"))
+        print(f"burst committed by every watcher {statistics.median(drained):.1f} s (median) after the alert")
+    loads = sorted(marks["load"] for marks in results)
+    print(f"1-minute load average during the trials: min {loads[0]:.2f}, median {statistics.median(loads):.2f}, "
+          f"max {loads[-1]:.2f} ({os.cpu_count()} cores)")
+    print()
+    print("| stage | n | p50 s | p95 s | max s |")
+    print("|---|---|---|---|---|")
+    for stage in (TOTAL, *STAGES):
+        values = _durations(results, stage)
+        if values:
+            print(_summary(stage[0], values))
 
 
 def throughput(valid: int, malformed: int) -> int:
@@ -260,10 +398,75 @@ def _asset_events(tag: str) -> tuple[int, float]:
     """How many asset events the watcher stored for this burst, and when the last one was stored."""
     with _airflow_db().connect() as conn:
         row = conn.execute(
-            text("SELECT count(*) AS n, max(timestamp) AS last FROM asset_event WHERE extra LIKE :pattern"),
+            text(
+                "SELECT count(*) AS n, max(timestamp) AS last FROM asset_event "
+                "WHERE CAST(extra AS TEXT) LIKE :pattern"
+            ),
             {"pattern": f"%{tag} %"},
         ).first()
     return int(row.n), _ts(row.last) or 0.0
+
+
+def _role(cmdline: list[str]) -> str | None:
+    """Which part of the stack a process is, from its command line (None: not ours to count)."""
+    line = " ".join(cmdline)
+    if "kafka.Kafka" in line:
+        return "kafka broker"
+    if "airflow" not in line:
+        return None
+    for word, role in (
+        ("scheduler", "scheduler"), ("triggerer", "triggerer"), ("dag-processor", "dag-processor"),
+        ("api_server", "api-server"), ("LocalExecutor", "executor workers"), ("standalone", "standalone"),
+    ):
+        if word in line:
+            return role
+    return "tasks and other airflow processes"
+
+
+def _stack_processes() -> list[Any]:
+    """``airflow standalone`` (its pid file under ``AIRFLOW_HOME``) with every descendant, and the broker."""
+    import psutil
+
+    from tradeops.kafka.broker import kafka_dir
+
+    home = Path(os.environ.get("AIRFLOW_HOME", Path(__file__).resolve().parent.parent / ".local" / "airflow"))
+    processes = []
+    for pid_file in (home / "standalone.pid", kafka_dir() / "broker.pid"):
+        try:
+            root = psutil.Process(int(pid_file.read_text().strip()))
+            processes += [root, *root.children(recursive=True)]
+        except (OSError, ValueError, psutil.NoSuchProcess):
+            print(f"no process for {pid_file}", file=sys.stderr)
+    return processes
+
+
+def idle_cpu(seconds: float) -> int:
+    """CPU used by each part of the local stack over ``seconds``, in % of one core."""
+    import psutil
+
+    before: dict[Any, tuple[str, float]] = {}
+    for proc in _stack_processes():
+        try:
+            times = proc.cpu_times()
+            before[proc] = (_role(proc.cmdline()) or "other", times.user + times.system)
+        except psutil.NoSuchProcess:
+            continue
+    time.sleep(seconds)
+    used: dict[str, float] = {}
+    for proc, (role, start) in before.items():
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        used[role] = used.get(role, 0.0) + times.user + times.system - start
+    print(f"CPU over {seconds:.0f} s, in % of one core (the processes running at the start)")
+    print()
+    print("| process | CPU % |")
+    print("|---|---|")
+    for role, value in sorted(used.items(), key=lambda item: -item[1]):
+        print(f"| {role} | {100 * value / seconds:.1f} |")
+    print(f"| all | {100 * sum(used.values()) / seconds:.1f} |")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,12 +474,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     ks = commands.add_parser("kill-switch", help="publish -> last position closed, p50/p95/max")
     ks.add_argument("--trials", type=int, default=20)
+    ks.add_argument("--warmup", type=int, default=1, help="trials run first and not counted")
+    ks.add_argument("--burst", type=int, default=0, help="events produced to the other topics before each alert")
     tp = commands.add_parser("throughput", help="burst of valid + malformed events")
     tp.add_argument("--valid", type=int, default=500)
     tp.add_argument("--malformed", type=int, default=50)
+    cpu = commands.add_parser("idle-cpu", help="CPU of each process of the local stack while it idles")
+    cpu.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args(argv)
     if args.command == "kill-switch":
-        return kill_switch(args.trials)
+        return kill_switch(args.trials, args.warmup, args.burst)
+    if args.command == "idle-cpu":
+        return idle_cpu(args.seconds)
     return throughput(args.valid, args.malformed)
 
 

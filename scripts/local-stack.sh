@@ -20,6 +20,8 @@ export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRE
 export AIRFLOW__API__HOST="127.0.0.1"
 export AIRFLOW__API__PORT="${TRADEOPS_AIRFLOW_PORT:-8080}"
 export AIRFLOW__API__BASE_URL="http://127.0.0.1:${AIRFLOW__API__PORT}"
+# Latency settings of the kill switch (measured in docs/benchmarks.md; the same in k8s/).
+source "$ROOT/scripts/airflow-latency.env"
 # What `airflow standalone` forced, which the stack relies on: a local executor, the simple auth
 # manager (its generated admin password is what `make run` prints).
 export AIRFLOW__CORE__EXECUTOR="LocalExecutor"

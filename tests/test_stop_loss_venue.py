@@ -3,6 +3,7 @@ assets no market can sell, equities outside NYSE hours; NYSE sessions; the undo 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,10 +14,10 @@ from tests.fixtures.paper import FakeClock
 from tradeops import risk
 from tradeops.config import Settings, load_settings
 from tradeops.model import OrderRequest, OrderStatus, Side
-from tradeops.stoploss import flatten_venue
+from tradeops.stoploss import flatten_desk, flatten_venue
 from tradeops.stoploss.exposure import measure
 from tradeops.venues.equity_sessions import NyseSessions, Session
-from tradeops.venues.factory import GuardedVenue
+from tradeops.venues.factory import GuardedVenue, open_venue
 from tradeops.venues.paper import PaperVenue, seed_paper_world
 
 TUESDAY_10_NY = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
@@ -169,3 +170,56 @@ def test_restore_state_when_halt_still_ours_then_put_back_else_left_alone(db_url
     risk.set_state(risk.TradingState.HALTED, reason="a human halted too", changed_by="cli:alice")
     assert not risk.restore_state(ours, before, reason="redelivered only", changed_by="airflow:stop")
     assert risk.get_state().reason == "a human halted too"
+
+
+def _open_perp(settings: Settings, venue: str, symbol: str, amount: str) -> None:
+    request = OrderRequest(
+        venue=venue, symbol=symbol, side=Side.BUY, amount=Decimal(amount), client_order_id=f"open-{venue}"
+    )
+    PaperVenue(venue, settings).place_order(request)
+
+
+def _flatten_desk(settings: Settings, on_started: Callable[[], None]) -> list[dict[str, object]]:
+    venues = ["binance", "okx"]
+    return flatten_desk(
+        venues,
+        lambda name: open_venue(name, settings=settings, circuit_breaker=False),
+        settings,
+        key_prefix="desk-test",
+        deadline=datetime.now(UTC) + timedelta(seconds=30),
+        on_first_report=lambda snapshot: None,
+        on_started=on_started,
+    )
+
+
+def test_flatten_desk_when_started_then_bookkeeping_runs_while_the_venues_are_flattened(db_url: str) -> None:
+    settings = _world()
+    _open_perp(settings, "okx", "BTC/USDT:USDT", "0.05")
+    risk.set_state(risk.TradingState.HALTED, reason="test: emergency stop", changed_by="test")
+    closed_while_recording: list[bool] = []
+
+    def record() -> None:  # returns once a venue thread closed the perp, or gives up after 10 s
+        deadline = time.monotonic() + 10
+        while PaperVenue("okx", settings).positions() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        closed_while_recording.append(not PaperVenue("okx", settings).positions())
+
+    reports = _flatten_desk(settings, record)
+
+    assert closed_while_recording == [True]
+    assert all(report["flat"] for report in reports)
+
+
+def test_flatten_desk_when_bookkeeping_fails_then_every_venue_flattened_then_raised(db_url: str) -> None:
+    settings = _world()
+    _open_perp(settings, "okx", "BTC/USDT:USDT", "0.05")
+    risk.set_state(risk.TradingState.HALTED, reason="test: emergency stop", changed_by="test")
+
+    def record() -> None:
+        raise ConnectionError("xcom: api-server unreachable")
+
+    with pytest.raises(ConnectionError, match="api-server unreachable"):
+        _flatten_desk(settings, record)
+
+    assert PaperVenue("okx", settings).positions() == []
+    assert all(measure(PaperVenue(name, settings), settings, set()).flat for name in ("binance", "okx"))

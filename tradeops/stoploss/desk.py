@@ -1,10 +1,13 @@
 """Flatten every venue at once (a thread each) and hand out the first snapshot within seconds.
 
-A venue that fails never holds up the others. ``on_first_report`` is called once, from the
-calling thread, as soon as every venue finished its first round or after
-``stop_loss.first_report_after_seconds``, whichever comes first; a venue still in its first
-round then shows as not flat. Its failure is logged, never raised: the report informs, the
-flatten matters.
+A venue that fails never holds up the others. ``on_started`` is called once, from the calling
+thread, right after every venue thread is started: the caller's bookkeeping (recording the
+claimed events) runs while the venues are being flattened instead of before, so a slow or
+failing record never delays the exit; its error is raised once every venue has finished.
+``on_first_report`` is called once, from the calling thread, as soon as every venue finished
+its first round or after ``stop_loss.first_report_after_seconds``, whichever comes first; a
+venue still in its first round then shows as not flat. Its failure is logged, never raised:
+the report informs, the flatten matters.
 """
 
 from __future__ import annotations
@@ -75,9 +78,12 @@ def flatten_desk(
     key_prefix: str,
     deadline: datetime,
     on_first_report: Callable[[Snapshot], None],
+    on_started: Callable[[], None] | None = None,
     **loop_kwargs: Any,
 ) -> Snapshot:
-    """Flatten ``venues`` in parallel until each is flat (or stuck, or out of time); their reports."""
+    """Flatten ``venues`` in parallel until each is flat (or stuck, or out of time); their reports.
+
+    Raises what ``on_started`` raised, after every venue has finished."""
     board = _Board(venues)
 
     def one(name: str) -> dict[str, Any]:
@@ -94,11 +100,21 @@ def flatten_desk(
             board.post(line)
             return line
 
+    started_error: Exception | None = None
     with ThreadPoolExecutor(max_workers=max(1, len(venues)), thread_name_prefix="flatten") as pool:
         futures = [pool.submit(one, name) for name in venues]
+        if on_started is not None:
+            try:
+                on_started()
+            except Exception as exc:  # raised below, once the venues are done: never abandon a flatten
+                log.exception("Bookkeeping while flattening failed; flattening goes on")
+                started_error = exc
         board.first_round_done.wait(settings.stop_loss.first_report_after_seconds)
         try:
             on_first_report(board.snapshot())
         except Exception:
             log.exception("The first stop-loss report could not be sent; flattening goes on")
-        return [future.result() for future in futures]
+        reports = [future.result() for future in futures]
+    if started_error is not None:
+        raise started_error
+    return reports
