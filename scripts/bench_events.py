@@ -170,12 +170,22 @@ def _project_marks(since: datetime) -> dict[str, float | None]:
 def _burst_events(count: int) -> list[tuple[str, bytes]]:
     """``count`` valid events for the other topics that fire no DAG (below every threshold)."""
     kinds = (
-        ("market-shock", {"symbol": "BTC/USDT", "venue": "binance", "move_pct": "0.5", "window_seconds": 60,
-                          "price": "60000"}),
+        (
+            "market-shock",
+            {"symbol": "BTC/USDT", "venue": "binance", "move_pct": "0.5", "window_seconds": 60, "price": "60000"},
+        ),
         ("capital-threshold", {"venue": "bybit", "asset": "USDT", "balance": "1000000000", "floor": "1"}),
-        ("funding-rate-deviation", {"symbol": "BTC/USDT:USDT", "deviation_bps": "1", "rates": [
-            {"venue": "binance", "rate": "0.0001", "interval_hours": 8},
-            {"venue": "bybit", "rate": "0.0001", "interval_hours": 8}]}),
+        (
+            "funding-rate-deviation",
+            {
+                "symbol": "BTC/USDT:USDT",
+                "deviation_bps": "1",
+                "rates": [
+                    {"venue": "binance", "rate": "0.0001", "interval_hours": 8},
+                    {"venue": "bybit", "rate": "0.0001", "interval_hours": 8},
+                ],
+            },
+        ),
     )
     events = []
     for number in range(count):
@@ -265,6 +275,52 @@ def _durations(trials: list[dict[str, float]], stage: tuple[str, str, str]) -> l
     return [marks[last] - marks[first] for marks in trials if first in marks and last in marks]
 
 
+# Malformed messages for --malformed-before: unreadable, and not claiming to be a critical alert
+# (one that did would set HALTED through the fail safe before the alert under test).
+MALFORMED = b'{"event_type": "market_shock", "move_pct": '
+
+
+def kill_switch_malformed(trials: int, warmup: int, malformed: int) -> int:
+    """Alternate trials without and with ``malformed`` bad messages on risk-alerts just before the
+    alert; print both and the ratio (target: within 2x)."""
+    require_current()
+    engine = _airflow_db()
+    from confluent_kafka import Producer
+
+    from tradeops.kafka.broker import bootstrap_servers
+
+    producer = Producer({"bootstrap.servers": bootstrap_servers(), "acks": "all", "linger.ms": 5})
+    topic = settings().kafka.topics.risk_alerts
+    clean: list[dict[str, float]] = []
+    dirty: list[dict[str, float]] = []
+    for trial in range(warmup + 2 * trials):
+        with_bad = trial % 2 == 1
+        burst = [(topic, MALFORMED)] * malformed if with_bad else []
+        try:
+            marks = _kill_switch_trial(engine, trial, burst, producer)
+        except RuntimeError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        if trial < warmup:
+            continue
+        (dirty if with_bad else clean).append(marks)
+        print(
+            f"trial {trial + 1:2d} ({malformed if with_bad else 0} malformed first): "
+            f"{marks['flat'] - marks['publish']:6.2f} s, HALTED after {marks.get('halted', 0) - marks['publish']:.3f} s"
+        )
+    print()
+    for name, stage in (("last position closed", TOTAL), ("HALTED", STAGES[0])):
+        a, b = _durations(clean, stage), _durations(dirty, stage)
+        print(
+            f"publish -> {name}: without {statistics.median(a):.3f} / {_percentile(a, 0.95):.3f} s (p50 / p95), "
+            f"with {malformed} malformed first {statistics.median(b):.3f} / {_percentile(b, 0.95):.3f} s: "
+            f"ratio p50 {statistics.median(b) / statistics.median(a):.2f}, "
+            f"p95 {_percentile(b, 0.95) / _percentile(a, 0.95):.2f}"
+        )
+    risk.set_state(risk.TradingState.ACTIVE, reason="benchmark finished", changed_by="bench")
+    return 0
+
+
 def kill_switch(trials: int, warmup: int, burst_size: int) -> int:
     require_current()
     engine = _airflow_db()
@@ -306,8 +362,10 @@ def _print_kill_switch(results: list[dict[str, float]], burst_size: int) -> None
         drained = _durations(results, ("", "publish", "burst_consumed"))
         print(f"burst committed by every watcher {statistics.median(drained):.1f} s (median) after the alert")
     loads = sorted(marks["load"] for marks in results)
-    print(f"1-minute load average during the trials: min {loads[0]:.2f}, median {statistics.median(loads):.2f}, "
-          f"max {loads[-1]:.2f} ({os.cpu_count()} cores)")
+    print(
+        f"1-minute load average during the trials: min {loads[0]:.2f}, median {statistics.median(loads):.2f}, "
+        f"max {loads[-1]:.2f} ({os.cpu_count()} cores)"
+    )
     print()
     print("| stage | n | p50 s | p95 s | max s |")
     print("|---|---|---|---|---|")
@@ -399,8 +457,7 @@ def _asset_events(tag: str) -> tuple[int, float]:
     with _airflow_db().connect() as conn:
         row = conn.execute(
             text(
-                "SELECT count(*) AS n, max(timestamp) AS last FROM asset_event "
-                "WHERE CAST(extra AS TEXT) LIKE :pattern"
+                "SELECT count(*) AS n, max(timestamp) AS last FROM asset_event WHERE CAST(extra AS TEXT) LIKE :pattern"
             ),
             {"pattern": f"%{tag} %"},
         ).first()
@@ -415,8 +472,12 @@ def _role(cmdline: list[str]) -> str | None:
     if "airflow" not in line:
         return None
     for word, role in (
-        ("scheduler", "scheduler"), ("triggerer", "triggerer"), ("dag-processor", "dag-processor"),
-        ("api_server", "api-server"), ("LocalExecutor", "executor workers"), ("standalone", "standalone"),
+        ("scheduler", "scheduler"),
+        ("triggerer", "triggerer"),
+        ("dag-processor", "dag-processor"),
+        ("api_server", "api-server"),
+        ("LocalExecutor", "executor workers"),
+        ("standalone", "standalone"),
     ):
         if word in line:
             return role
@@ -476,12 +537,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ks.add_argument("--trials", type=int, default=20)
     ks.add_argument("--warmup", type=int, default=1, help="trials run first and not counted")
     ks.add_argument("--burst", type=int, default=0, help="events produced to the other topics before each alert")
+    ks.add_argument(
+        "--malformed-before",
+        type=int,
+        default=0,
+        help="alternate trials without and with this many malformed messages on risk-alerts just before the alert",
+    )
     tp = commands.add_parser("throughput", help="burst of valid + malformed events")
     tp.add_argument("--valid", type=int, default=500)
     tp.add_argument("--malformed", type=int, default=50)
     cpu = commands.add_parser("idle-cpu", help="CPU of each process of the local stack while it idles")
     cpu.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args(argv)
+    if args.command == "kill-switch" and args.malformed_before:
+        return kill_switch_malformed(args.trials, args.warmup, args.malformed_before)
     if args.command == "kill-switch":
         return kill_switch(args.trials, args.warmup, args.burst)
     if args.command == "idle-cpu":

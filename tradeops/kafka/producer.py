@@ -1,13 +1,16 @@
 """Publish events; a write counts only once the broker confirmed it (dead letters:
 ``tradeops.kafka.dead_letters``).
 
-The producer is idempotent with ``acks=all``; every call flushes and waits for the delivery report,
+The producer (one per process, kept) is idempotent with ``acks=all``; every call waits for its delivery report,
 so a return value means "stored by the broker" and anything else raises ``DeliveryError``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,29 +94,57 @@ def _producer_config(bootstrap: str, timeout: float) -> dict[str, Any]:
     )
 
 
+# One producer per (process, broker, timeout), kept: a new idempotent producer spends up to half a
+# second getting its producer id before its first write, which the kill switch cannot afford.
+# Keyed by pid because librdkafka handles do not survive a fork.
+_PRODUCERS: dict[tuple[int, str, float], Producer] = {}
+_PRODUCERS_LOCK = threading.Lock()
+
+
+def _producer(bootstrap: str, timeout: float) -> Producer:
+    key = (os.getpid(), bootstrap, timeout)
+    with _PRODUCERS_LOCK:
+        producer = _PRODUCERS.get(key)
+        if producer is None:
+            producer = _PRODUCERS[key] = Producer(_producer_config(bootstrap, timeout))
+        return producer
+
+
+def _discard(bootstrap: str, timeout: float, producer: Producer) -> None:
+    """Drop a producer whose write went unconfirmed; the next call starts a fresh one."""
+    with _PRODUCERS_LOCK:
+        if _PRODUCERS.get((os.getpid(), bootstrap, timeout)) is producer:
+            del _PRODUCERS[(os.getpid(), bootstrap, timeout)]
+    producer.purge()
+    producer.poll(0)
+
+
 def _produce(
     topic: str, value: bytes, key: str | None, headers: Headers, bootstrap: str | None, timeout: float | None
 ) -> DeliveryReport:
     bootstrap = bootstrap or bootstrap_servers()
     timeout = timeout or settings().kafka.delivery_timeout_seconds
-    producer = Producer(_producer_config(bootstrap, timeout))
+    producer = _producer(bootstrap, timeout)
     outcome: dict[str, Any] = {}
+    delivered = threading.Event()
 
     def on_delivery(error: KafkaError | None, message: Message) -> None:
         outcome.setdefault("error", error)
         outcome.setdefault("message", message)
+        delivered.set()
 
+    deadline = time.monotonic() + timeout + 1.0
     try:
         producer.produce(
             topic, value=value, key=key.encode() if key else None, headers=headers, on_delivery=on_delivery
         )
-        producer.flush(timeout + 1.0)
+        while not delivered.is_set() and time.monotonic() < deadline:
+            producer.poll(0.05)  # serves this call's delivery report (and any other caller's)
     except (KafkaException, BufferError) as exc:
+        _discard(bootstrap, timeout, producer)
         raise DeliveryError(f"cannot produce to '{topic}' at {bootstrap}: {exc}") from None
-    finally:
-        if "message" not in outcome:
-            producer.purge()
-            producer.poll(0)
+    if "message" not in outcome:
+        _discard(bootstrap, timeout, producer)
     return _report(outcome, topic, key, bootstrap, timeout)
 
 
