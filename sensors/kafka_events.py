@@ -181,6 +181,10 @@ class WatcherStream(SharedStreamProducer):
         messages = [m for m in (self._message(r) for r in raw) if m is not None]
         if messages:
             self.monitor.on_messages(len(messages))
+            if self.watcher.halts:
+                from tradeops.kafka.bridge import fast_halt
+
+                fast_halt(messages, self.watcher, self.settings, self.monitor)
         return messages
 
     def _message(self, raw: Any) -> Message | None:
@@ -341,23 +345,29 @@ class TradeopsEventTrigger(BaseEventTrigger):
             )
             handler = BatchHandler(watcher=watcher, settings=loaded, writer=writer, monitor=monitor)
             async for messages in shared_stream:
-                outcome = await self._handle(loop, executor, handler, messages, monitor)
+                outcome = await self._handle(loop, executor, handler.handle, messages, monitor)
                 if outcome.payload is not None:
                     log.info("%s fires for %d event(s) of a batch of %d", watcher.name, outcome.fired, len(messages))
                     yield TriggerEvent(outcome.payload)
+                # still inside the batch's binding window: it is committed only after this too
+                await self._handle(loop, executor, handler.dead_letter, outcome, monitor)
         finally:
             executor.shutdown(wait=False)
 
     @staticmethod
     async def _handle(
-        loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, handler: Any, messages: Any, monitor: Any
+        loop: asyncio.AbstractEventLoop,
+        executor: ThreadPoolExecutor,
+        step: Callable[[Any], Any],
+        argument: Any,
+        monitor: Any,
     ) -> Any:
-        """Handle a batch; a bug in the handler is retried (never skipped: the batch would be
-        committed past) until the shared stream's ack timeout redelivers it."""
+        """Run a step of the batch handler; a bug in it is retried (never skipped: the batch would
+        be committed past) until the shared stream's ack timeout redelivers it."""
         delay = 0.5
         while True:
             try:
-                return await loop.run_in_executor(executor, handler.handle, messages)
+                return await loop.run_in_executor(executor, step, argument)
             except Exception as exc:
                 monitor.note_error(
                     f"batch handling failed, retrying: {type(exc).__name__}: {exc}", key="handle", level=logging.ERROR

@@ -267,3 +267,25 @@ def test_dead_letter_when_the_topic_cannot_take_it_then_not_counted_not_committe
         watcher.wait_for(lambda: dead_letter_counts() == {topics.risk_alerts: 1}, timeout=60, what="the stored copy")
         watcher.wait_for(lambda: committed(kafka_bootstrap, watcher.group_id, topics.risk_alerts).get(0) == 1)
     assert len(read_all(kafka_bootstrap, missing)) == 1
+
+
+def test_kill_switch_when_the_watcher_is_stuck_on_earlier_dead_letters_then_still_halts_at_once(
+    topics: Any, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradeops.config import settings
+
+    monkeypatch.setenv("TRADEOPS__KAFKA__TOPICS__DEAD_LETTER", f"{topics.dead_letter}-missing")  # copies fail
+    monkeypatch.setenv("TRADEOPS__KAFKA__DELIVERY_TIMEOUT_SECONDS", "5")
+    settings.cache_clear()
+    risk.set_state(risk.TradingState.ACTIVE, reason="test", changed_by="test")
+    with LiveWatcher("stop_loss_alerts", kafka_bootstrap) as watcher:
+        produce_raw(kafka_bootstrap, topics.risk_alerts, [b"{garbage"] * 100, partition=0)
+        watcher.wait_for(lambda: len(recent_dead_letters(limit=200)) == 100, what="the batch to be pending")
+        produce_raw(kafka_bootstrap, topics.risk_alerts, [_j(_alert(reason="behind the garbage"))], partition=0)
+        sent = time.monotonic()
+        watcher.wait_for(lambda: risk.get_state().state is risk.TradingState.HALTED, timeout=10, what="HALTED")
+        halted_after = time.monotonic() - sent
+        assert dead_letter_counts() == {}  # the garbage is still not stored: the filter is stuck on it
+        assert watcher.events() == []  # nor has the alert's asset event gone out yet
+    assert halted_after < 3  # not behind the stuck dead letters (each attempt waits 5 s)
+    assert "behind the garbage" in risk.get_state().reason

@@ -10,8 +10,9 @@ a worker thread), kept free of Airflow so it can be tested and reused.
 3. records each valid event's fingerprint: an ``event_id`` seen before with a different body is
    a conflict and goes to the dead-letter topic with the reason;
 4. records stale events (older than their type's maximum age): visible, never fired;
-5. dead-letters the unreadable messages and the conflicts (one produce + flush for the batch);
-6. returns the payload of the one asset event for the batch (every firing event), or None.
+5. returns the payload of the one asset event for the batch (every firing event), or None, and
+   the batch's dead letters: the unreadable messages and the conflicts, which ``dead_letter``
+   stores (one produce + flush for the batch) once the asset event is on its way.
 
 Steps that touch the database or the broker are retried with backoff until they succeed (the
 batch's offsets are committed only after ``handle`` returned and its asset event was stored), so
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +49,10 @@ _BACKOFF_INITIAL = 0.2
 _BACKOFF_MAX = 5.0
 
 
+class WatcherStopped(RuntimeError):
+    """The watcher was stopped while a step of its batch was still failing."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class BatchOutcome:
     payload: dict[str, Any] | None  # the asset event's payload; None when nothing fires
@@ -55,6 +61,7 @@ class BatchOutcome:
     dead_lettered: int
     stale: int
     conflicts: int
+    letters: tuple[DeadLetterItem, ...] = ()
 
 
 class BatchHandler:
@@ -74,6 +81,12 @@ class BatchHandler:
         self.writer = writer
         self.monitor = monitor
         self._sleep = sleep
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """Stop retrying: a step still failing ends with ``WatcherStopped`` (the batch is not
+        committed, so it is read again by the next watcher)."""
+        self._closed.set()
 
     def handle(self, messages: Sequence[Message], now: datetime | None = None) -> BatchOutcome:
         now = now or datetime.now(UTC)
@@ -92,9 +105,8 @@ class BatchHandler:
             for r in valid
             if _at(r) in conflicts
         ]
-        stored = self._retry("dead-letter", lambda: self.writer.write(letters)) if letters else 0
         firing = [r for r in valid if r.fire and not r.stale and _at(r) not in conflicts]
-        self.monitor.count(fired=len(firing), dead_lettered=stored, stale=len(stale), conflicts=len(conflicts))
+        self.monitor.count(fired=len(firing), stale=len(stale), conflicts=len(conflicts))
         return BatchOutcome(
             payload=self._payload(firing, messages) if firing else None,
             halted=halted,
@@ -102,30 +114,23 @@ class BatchHandler:
             dead_lettered=len(letters),
             stale=len(stale),
             conflicts=len(conflicts),
+            letters=tuple(letters),
         )
+
+    def dead_letter(self, outcome: BatchOutcome) -> int:
+        """Store the batch's dead letters (retried until the broker confirmed them). The trigger
+        calls this after it handed over the batch's asset event and before it takes the next batch:
+        the good events of a batch do not wait for its bad ones, and the batch is committed only
+        once both are done."""
+        if not outcome.letters:
+            return 0
+        stored = self._retry("dead-letter", lambda: self.writer.write(outcome.letters))
+        self.monitor.count(dead_lettered=stored)
+        return stored
 
     # steps ---------------------------------------------------------------------------------
     def _kill_switch(self, readings: Sequence[Reading]) -> bool:
-        firing = [r for r in readings if r.fire and not r.stale and r.event is not None]
-        claimed = [r for r in readings if r.error is not None and r.claims_critical]
-        if firing:
-            ids = [_id(r) for r in firing]
-            new = self._retry("check handled events", lambda: unhandled(self.watcher.consumer, ids))
-            firing = [r for r in firing if _id(r) in new]
-        if not firing and not claimed:
-            return False
-        if firing:
-            first = firing[0]
-            why = f"{first.reason} (event {_id(first)} at {first.message.position})"
-        else:
-            first = claimed[0]
-            why = f"unreadable critical alert at {first.message.position}: {first.error}"
-        reason = f"kill switch, watcher {self.watcher.name}: {why}"[:2000]
-        by = f"watcher:{self.watcher.name}"
-        record = self._retry("set HALTED", lambda: risk.ensure_halted(reason=reason, changed_by=by))
-        if record is not None:
-            log.critical("Trading HALTED by the Kafka watcher %s: %s", self.watcher.name, why)
-        return True
+        return kill_switch(readings, self.watcher, self._retry)
 
     def _conflicts(self, valid: Sequence[Reading]) -> dict[Position, EventValidationError]:
         """The messages (by position) whose event id was first seen with another body."""
@@ -184,6 +189,8 @@ class BatchHandler:
             try:
                 result = step()
             except Exception as exc:
+                if self._closed.is_set():
+                    raise WatcherStopped(f"{self.watcher.name} stopped while '{what}' kept failing") from exc
                 failures += 1
                 self.monitor.note_error(
                     f"{what} failed ({failures}x, retrying in {delay:.1f} s): {type(exc).__name__}: {exc}",
@@ -196,6 +203,48 @@ class BatchHandler:
             if failures:
                 log.warning("%s: %s succeeded after %d failure(s)", self.watcher.name, what, failures)
             return result
+
+
+def _once(what: str, step: Callable[[], T]) -> T:
+    return step()
+
+
+def kill_switch(
+    readings: Sequence[Reading], watcher: Watcher, attempt: Callable[[str, Callable[[], Any]], Any] = _once
+) -> bool:
+    """Set HALTED if ``readings`` hold a fresh firing event the stop DAG has not handled, or an
+    unreadable message claiming to be a critical alert; whether they did. ``attempt`` runs each
+    database step (the batch handler retries until it succeeds; the consumer's fast lane tries once)."""
+    firing = [r for r in readings if r.fire and not r.stale and r.event is not None]
+    claimed = [r for r in readings if r.error is not None and r.claims_critical]
+    if firing:
+        ids = [_id(r) for r in firing]
+        new = attempt("check handled events", lambda: unhandled(watcher.consumer, ids))
+        firing = [r for r in firing if _id(r) in new]
+    if not firing and not claimed:
+        return False
+    if firing:
+        first = firing[0]
+        why = f"{first.reason} (event {_id(first)} at {first.message.position})"
+    else:
+        first = claimed[0]
+        why = f"unreadable critical alert at {first.message.position}: {first.error}"
+    reason = f"kill switch, watcher {watcher.name}: {why}"[:2000]
+    by = f"watcher:{watcher.name}"
+    record = attempt("set HALTED", lambda: risk.ensure_halted(reason=reason, changed_by=by))
+    if record is not None:
+        log.critical("Trading HALTED by the Kafka watcher %s: %s", watcher.name, why)
+    return True
+
+
+def fast_halt(messages: Sequence[Message], watcher: Watcher, settings: Settings, monitor: WatcherMonitor) -> None:
+    """The kill switch's fast lane, run by the consumer the moment a batch is polled, before the
+    batch waits behind earlier ones (whose dead letters may take a while): one try, never raises;
+    the batch handler repeats the check with retries when the batch's turn comes."""
+    try:
+        kill_switch([read_message(m, watcher, settings) for m in messages], watcher)
+    except Exception as exc:
+        monitor.note_error(f"fast halt check failed (the batch handler retries): {exc}", key="fast-halt")
 
 
 def _at(reading: Reading) -> Position:
