@@ -194,16 +194,7 @@ class WatcherStream(SharedStreamProducer):
                 raise RuntimeError(f"Kafka consumer of watcher {self.watcher.name}: fatal error {error}")
             self.monitor.on_error(_error_name(error), error.str())
             return None
-        kind, stamp = raw.timestamp()
-        return Message(
-            topic=str(raw.topic()),
-            partition=int(raw.partition()),
-            offset=int(raw.offset()),
-            value=raw.value(),
-            key=raw.key(),
-            headers=tuple((name, value or b"") for name, value in (raw.headers() or [])),
-            timestamp_ms=stamp if kind else None,
-        )
+        return Message.from_kafka(raw)
 
     async def _heartbeats(self) -> None:
         from tradeops.kafka.watch_store import save_health

@@ -56,7 +56,6 @@ class WatcherStopped(RuntimeError):
 @dataclass(frozen=True, kw_only=True)
 class BatchOutcome:
     payload: dict[str, Any] | None  # the asset event's payload; None when nothing fires
-    halted: bool
     fired: int
     dead_lettered: int
     stale: int
@@ -91,7 +90,8 @@ class BatchHandler:
     def handle(self, messages: Sequence[Message], now: datetime | None = None) -> BatchOutcome:
         now = now or datetime.now(UTC)
         readings = [read_message(m, self.watcher, self.settings, now) for m in messages]
-        halted = self._kill_switch(readings) if self.watcher.halts else False
+        if self.watcher.halts:
+            kill_switch(readings, self.watcher, self._retry)
         valid = [r for r in readings if r.event is not None and r.digest is not None]
         conflicts = self._retry("record event fingerprints", lambda: self._conflicts(valid))
         stale = [r for r in valid if r.stale and _at(r) not in conflicts]
@@ -109,7 +109,6 @@ class BatchHandler:
         self.monitor.count(fired=len(firing), stale=len(stale), conflicts=len(conflicts))
         return BatchOutcome(
             payload=self._payload(firing, messages) if firing else None,
-            halted=halted,
             fired=len(firing),
             dead_lettered=len(letters),
             stale=len(stale),
@@ -129,9 +128,6 @@ class BatchHandler:
         return stored
 
     # steps ---------------------------------------------------------------------------------
-    def _kill_switch(self, readings: Sequence[Reading]) -> bool:
-        return kill_switch(readings, self.watcher, self._retry)
-
     def _conflicts(self, valid: Sequence[Reading]) -> dict[Position, EventValidationError]:
         """The messages (by position) whose event id was first seen with another body."""
         prints = [

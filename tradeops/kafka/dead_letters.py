@@ -189,15 +189,17 @@ class DeadLetterWriter:
             def on_delivery(error: KafkaError | None, message: KafkaMessage, index: int = index) -> None:
                 outcomes[index] = (error, message)
 
+            def send(copy: Copy = copy, on_delivery: Any = on_delivery) -> None:
+                self._producer.produce(
+                    self.topic, value=copy.value, key=copy.key, headers=copy.headers, on_delivery=on_delivery
+                )
+
             try:
-                self._producer.produce(
-                    self.topic, value=copy.value, key=copy.key, headers=copy.headers, on_delivery=on_delivery
-                )
-            except BufferError:
-                self._producer.flush(self.timeout)
-                self._producer.produce(
-                    self.topic, value=copy.value, key=copy.key, headers=copy.headers, on_delivery=on_delivery
-                )
+                try:
+                    send()
+                except BufferError:  # the local queue is full: drain it once, then send
+                    self._producer.flush(self.timeout)
+                    send()
             except Exception as exc:  # KafkaException: e.g. the broker refused the size
                 outcomes[index] = (exc, None)  # type: ignore[assignment]
         self._producer.flush(self.timeout + 1.0)
@@ -238,6 +240,3 @@ class DeadLetterWriter:
                 f"'{self.topic}': {'; '.join(failures[:3])}"
             )
         return changed
-
-    def close(self) -> None:
-        self._producer.flush(self.timeout)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +50,20 @@ class Message:
     def position(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
+    @classmethod
+    def from_kafka(cls, raw: Any) -> Message:
+        """A confluent-kafka message (one without an error) as the watchers see it."""
+        kind, stamp = raw.timestamp()
+        return cls(
+            topic=str(raw.topic()),
+            partition=int(raw.partition()),
+            offset=int(raw.offset()),
+            value=raw.value(),
+            key=raw.key(),
+            headers=tuple((name, value or b"") for name, value in (raw.headers() or [])),
+            timestamp_ms=stamp if kind else None,
+        )
+
     def header(self, name: str) -> bytes | None:
         for key, value in self.headers:
             if key == name:
@@ -70,7 +84,6 @@ class Reading:
     age_seconds: float | None = None
     claims_critical: bool = False
     digest: str | None = None  # SHA-256 of the validated event's canonical JSON
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def nested_deeper_than(data: bytes, limit: int) -> bool:
