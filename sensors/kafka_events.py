@@ -327,6 +327,7 @@ class TradeopsEventTrigger(BaseEventTrigger):
         config = await connection_config(self.kafka_config_id)
         loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(1, thread_name_prefix=f"tradeops-{watcher.name}")
+        handler: BatchHandler | None = None
         try:
             writer = await loop.run_in_executor(
                 executor,
@@ -343,6 +344,8 @@ class TradeopsEventTrigger(BaseEventTrigger):
                 # still inside the batch's binding window: it is committed only after this too
                 await self._handle(loop, executor, handler.dead_letter, outcome, monitor)
         finally:
+            if handler is not None:
+                handler.close()  # a step still retrying in the thread ends; its batch is read again
             executor.shutdown(wait=False)
 
     @staticmethod

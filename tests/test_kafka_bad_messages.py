@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.watch import LiveWatcher, committed, fresh_topics, produce_raw, read_all
+from tests.fixtures.watch import LiveWatcher, committed, fresh_topics, produce_raw, read_all, wait_until
 from tradeops import risk
 from tradeops.event_inbox import dead_letter_counts, recent_dead_letters
 from tradeops.events import build_event, to_json
@@ -289,3 +290,9 @@ def test_kill_switch_when_the_watcher_is_stuck_on_earlier_dead_letters_then_stil
         assert watcher.events() == []  # nor has the alert's asset event gone out yet
     assert halted_after < 3  # not behind the stuck dead letters (each attempt waits 5 s)
     assert "behind the garbage" in risk.get_state().reason
+    # A stopped trigger stops retrying: its batch thread ends (the batch is read again by the next).
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith("tradeops-stop_loss_alerts")],
+        timeout=20,
+        what="the stopped watcher's batch thread to end",
+    )

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,14 +72,14 @@ class BatchHandler:
         settings: Settings,
         writer: DeadLetterWriter,
         monitor: WatcherMonitor,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.watcher = watcher
         self.settings = settings
         self.writer = writer
         self.monitor = monitor
-        self._sleep = sleep
         self._closed = threading.Event()
+        self._sleep = sleep or self._closed.wait  # a closed handler stops waiting at once
 
     def close(self) -> None:
         """Stop retrying: a step still failing ends with ``WatcherStopped`` (the batch is not
