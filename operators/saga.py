@@ -29,7 +29,7 @@ from airflow.sdk.exceptions import (
 )
 
 from tradeops.config import settings
-from tradeops.errors import IdempotencyKeyReusedError, SagaClosedError
+from tradeops.errors import IdempotencyKeyReusedError, RunEndedError, SagaClosedError
 from tradeops.saga import store
 from tradeops.saga.core import (
     CompensationReport,
@@ -128,9 +128,19 @@ class SagaStepOperator(BaseOperator):
         ti.xcom_push(key=COMPENSATION_XCOM_KEY, value=record.to_dict())  # a copy for the UI
         self.log.info("Saga step %s (key %s): %s", self.task_id, record.idempotency_key, self.action)
         try:
-            return dict(run_action(record, try_number=ti.try_number))
-        except (SagaClosedError, IdempotencyKeyReusedError) as exc:
+            return dict(run_action(record, try_number=ti.try_number, run_ended=lambda: _run_ended(ti)))
+        except (SagaClosedError, IdempotencyKeyReusedError, RunEndedError) as exc:
             raise AirflowFailException(str(exc)) from exc
+
+
+def _run_ended(ti: Any) -> str | None:
+    """Why this task's run is over (timed out, marked failed, deleted), or None while it runs.
+    A state that cannot be read counts as over: not acting is the safe side."""
+    try:
+        state = ti.get_dagrun_state(dag_id=ti.dag_id, run_id=ti.run_id)
+    except Exception as exc:
+        return f"the run's state could not be read ({type(exc).__name__}: {exc})"
+    return None if state == "running" else f"the run is already {getattr(state, 'value', state)}"
 
 
 class CompensateOperator(BaseOperator):

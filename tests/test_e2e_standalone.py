@@ -275,6 +275,17 @@ def test_saga_when_airflow_ends_the_run_without_compensate_then_recovery_compens
             _api(standalone, "DELETE", f"dags/{dag_id}/dagRuns/{run_id}")
         expected = None if ending == "deleted" else "failed"
         _wait(lambda: _run_state(standalone, dag_id, run_id) == expected, 120, f"the run to be {expected}")
+
+        def attempts_settled() -> bool:
+            # An attempt of buy_iwm starting now sees the run ended and refuses before acting; one
+            # that already started hits the armed fault. Only then may the faults go.
+            tries = {}
+            for e in ledger.entries(run_id, dag_id):
+                if e.step == "buy_iwm" and e.kind == "action":
+                    tries.setdefault(e.try_number, set()).add(e.outcome)
+            return all(outcomes != {"started"} for outcomes in tries.values())
+
+        _wait(attempts_settled, 60, "the last attempt of buy_iwm to end", interval=1)
     finally:
         alpaca.clear_faults()
 

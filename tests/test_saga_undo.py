@@ -16,13 +16,21 @@ from tradeops.config import settings
 from tradeops.errors import (
     IdempotencyKeyReusedError,
     OutcomeUnknownError,
+    RunEndedError,
     SagaClosedError,
     StillSettlingError,
     TradingHaltedError,
 )
 from tradeops.model import OrderRequest, Side
-from tradeops.saga import actions, store
-from tradeops.saga.core import StepRef, UndoOutcome, compensate_run, compensation_record, record_intent
+from tradeops.saga import actions, ledger, store
+from tradeops.saga.core import (
+    StepRef,
+    UndoOutcome,
+    compensate_run,
+    compensation_record,
+    record_intent,
+    run_action,
+)
 from tradeops.saga.recovery import Verdict, recover
 from tradeops.venues.factory import open_venue
 from tradeops.venues.paper import PaperVenue
@@ -184,6 +192,34 @@ def test_compensated_saga_when_a_step_asks_to_act_then_refused_with_new_run_hint
     with pytest.raises(SagaClosedError, match="trigger a new run"):
         record_intent(record)
     assert compensate_run("ledger_test", "run1", by="test", reason="again").already_closed is not None
+
+
+def test_step_when_its_run_ended_before_acting_then_refused_nothing_placed_and_recovery_finds_nothing(
+    paper_world: None,
+) -> None:
+    record = _record("buy", BUY)
+    fills_before = len(PaperVenue("binance", settings()).fills())
+
+    with pytest.raises(RunEndedError, match="not acting, the run is already failed"):
+        run_action(record, run_ended=lambda: "the run is already failed")
+
+    assert len(PaperVenue("binance", settings()).fills()) == fills_before
+    refused = [e for e in ledger.entries("run1", "ledger_test") if e.kind == "action"]
+    assert [(e.outcome, e.detail["error"]) for e in refused] == [("refused", "RunEndedError")]
+    assert [step.status for step in store.steps("ledger_test", "run1")] == [store.StepStatus.FAILED]
+    # the compensation it recorded first is verified at the venue: no order, nothing to undo
+    report = compensate_run("ledger_test", "run1", by="test", reason="run ended")
+    assert report.undone == [] and report.nothing_to_undo == ["buy"]
+    # in a run still running, the same step acts
+    running = compensation_record(
+        StepRef(dag_id="ledger_test", run_id="run2", task_id="buy"),
+        step="buy",
+        step_index=0,
+        action="tradeops.saga.actions.place_order",
+        params=BUY,
+    )
+    assert run_action(running, run_ended=lambda: None)["status"] == "filled"
+    assert len(PaperVenue("binance", settings()).fills()) == fills_before + 1
 
 
 def test_recovery_when_run_deleted_then_compensated_and_when_running_then_left_alone(paper_world: None) -> None:

@@ -99,6 +99,14 @@ class SagaClosedError(TradeopsError):
     """
 
 
+class RunEndedError(TradeopsError):
+    """A saga step was about to act but its Airflow run had already ended (timed out, marked
+    failed or deleted) or its state could not be confirmed.
+
+    What happens next: nothing moves; ``saga_recovery`` compensates the run's completed steps.
+    """
+
+
 class OutcomeUnknownError(VenueError):
     """What happened at the venue cannot be established (an order or withdrawal that may or may
     not exist). Never treated as "nothing happened".

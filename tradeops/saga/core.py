@@ -31,6 +31,7 @@ from tradeops.errors import (
     OperationalError,
     OrderRejectedError,
     OutcomeUnknownError,
+    RunEndedError,
     SagaClosedError,
     StillSettlingError,
     TemporaryVenueError,
@@ -188,16 +189,25 @@ def record_intent(record: CompensationRecord, *, try_number: int = 1) -> None:
     )
 
 
-def run_action(record: CompensationRecord, *, try_number: int = 1) -> Mapping[str, Any]:
+def run_action(
+    record: CompensationRecord, *, try_number: int = 1, run_ended: Callable[[], str | None] | None = None
+) -> Mapping[str, Any]:
     """Record the intent, run the step's action, record its outcome.
 
     A closed saga (compensated, or with a human) or a key recorded with other parameters
-    refuses before anything acts. Operational errors set HALTED before the error propagates.
+    refuses before anything acts. So does a run that ended meanwhile: ``run_ended`` is asked
+    right before the action and returns why the run is over, or None while it still runs (an
+    attempt already starting when Airflow timed the run out or a person marked it failed must
+    not place the order). Operational errors set HALTED before the error propagates.
     """
     action, _undo = resolve_action(record.action)
     try:
         record_intent(record, try_number=try_number)
-    except (SagaClosedError, IdempotencyKeyReusedError) as exc:
+        ended = run_ended() if run_ended is not None else None
+        if ended is not None:
+            store.set_step_status(record.idempotency_key, store.StepStatus.FAILED)
+            raise RunEndedError(f"{record.dag_id}/{record.run_id}: not acting, {ended}")
+    except (SagaClosedError, IdempotencyKeyReusedError, RunEndedError) as exc:
         _ledger(record, "action", "refused", try_number, {"error": type(exc).__name__, "message": str(exc)})
         raise
     _ledger(record, "action", "started", try_number, {"params": record.params})
