@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tradeops.errors import ConfigError
+from tradeops.market_data.settings import DataFault, MarketDataConfig
 from tradeops.model import MarketKind, parse_symbol
 
 ENV_PREFIX = "TRADEOPS__"
@@ -97,6 +98,8 @@ class PaperConfig(_Frozen):
     # Trading sessions of paper equity venues: "always_open" (deterministic, the default) or
     # "xnys" (NYSE regular hours, holidays and early closes; orders outside them wait for the open).
     equity_sessions: Literal["always_open", "xnys"] = "always_open"
+    # Defects put on purpose into the minute bars paper venues serve (see tradeops.venues.paper_bars).
+    data_faults: tuple[DataFault, ...] = ()
 
 
 class ThresholdsConfig(_Frozen):
@@ -287,9 +290,11 @@ class Settings(_Frozen):
     rebalance: RebalanceConfig = RebalanceConfig()
     wise: WiseConfig = WiseConfig()
     stop_loss: StopLossConfig = StopLossConfig()
+    market_data: MarketDataConfig = MarketDataConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
+        self._check_market_data()
         for venue in self.capital.floors:
             if venue not in self.venues:
                 raise ValueError(f"capital.floors names unknown venue '{venue}'")
@@ -309,6 +314,17 @@ class Settings(_Frozen):
                 if missing:
                     raise ValueError(f"paper.prices has no price for {sorted(missing)} (venue '{name}')")
         return self
+
+    def _check_market_data(self) -> None:
+        for venue, symbols in self.market_data.universe.items():
+            if venue not in self.venues:
+                raise ValueError(f"market_data.universe names unknown venue '{venue}'")
+            unknown = sorted(set(symbols) - set(self.venues[venue].markets))
+            if unknown:
+                raise ValueError(f"market_data.universe.{venue}: not markets of the venue: {unknown}")
+        for index, fault in enumerate(self.paper.data_faults):
+            if fault.venue not in self.venues or fault.symbol not in self.venues[fault.venue].markets:
+                raise ValueError(f"paper.data_faults.{index}: no market {fault.symbol} on venue '{fault.venue}'")
 
     def deposit_addresses(self) -> dict[tuple[str, str, str], str]:
         """Every configured deposit address as (venue, asset, network) -> address."""

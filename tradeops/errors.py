@@ -99,6 +99,14 @@ class SagaClosedError(TradeopsError):
     """
 
 
+class DataValidationError(TradeopsError):
+    """Market data failed a check whose policy is ``fail`` (or too many symbols were quarantined).
+
+    What happens next: the day is not loaded; the message names venue, symbol, check and the
+    first offending bars. Fix the source or the policy, then re-run the day.
+    """
+
+
 class RunEndedError(TradeopsError):
     """A saga step was about to act but its Airflow run had already ended (timed out, marked
     failed or deleted) or its state could not be confirmed.

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import abc
+import math
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from tradeops.model import Balance, Candle, FundingRate, Order, OrderRequest, Position, Transfer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Bar lengths ``bars`` understands, in minutes.
+BAR_MINUTES: dict[str, int] = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60}
 
 
 class Venue(abc.ABC):
@@ -81,6 +89,24 @@ class Venue(abc.ABC):
         limit: int | None = None,
     ) -> list[Candle]:
         """Candles, oldest first; implementations paginate as needed."""
+
+    def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """Bars with ``start <= ts < end`` as one frame, oldest first: ``ts`` (UTC, microseconds)
+        and float64 ``open, high, low, close, volume``. Market data, not money: amounts stay Decimal.
+
+        By default through ``ohlcv`` (which paginates); venues that can serve a range faster override.
+        """
+        from tradeops.market_data.frames import candles_to_frame
+
+        if timeframe not in BAR_MINUTES:
+            from tradeops.errors import InvalidOrderError
+
+            raise InvalidOrderError(f"{self.name}: timeframe '{timeframe}' is not one of {sorted(BAR_MINUTES)}")
+        expected = math.ceil((end - start).total_seconds() / 60 / BAR_MINUTES[timeframe])
+        if expected <= 0:
+            return candles_to_frame([])
+        candles = self.ohlcv(symbol, timeframe, since=start, limit=expected)
+        return candles_to_frame([c for c in candles if start <= c.ts < end])
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Default: nothing to release."""

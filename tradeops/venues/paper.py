@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -39,6 +39,8 @@ from tradeops.model import (
     Position,
     Transfer,
 )
+from tradeops.market_data.calendars import calendar_for
+from tradeops.venues import paper_bars
 from tradeops.venues import paper_book as book
 from tradeops.venues import paper_faults as faults
 from tradeops.venues import paper_funding as funding
@@ -53,6 +55,9 @@ from tradeops.venues.paper_funding import FundingPayment
 from tradeops.venues.paper_seed import seed_paper_world
 from tradeops.venues.paper_tables import PAPER_TABLES, fills_table, orders_table
 from tradeops.venues.reuse import check_order_reuse, check_transfer_reuse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -440,6 +445,29 @@ class PaperVenue(Venue):
             volatility_bps=paper.volatility_bps,
         )
         return ohlcv_gen.select_window(candles, since, limit)
+
+    @_venue_call(housekeeping=False)
+    def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """Seeded bars of any range, computed (not stored): see ``tradeops.venues.paper_bars``."""
+        self._spec.market(symbol)
+        if timeframe not in paper_bars.TIMEFRAME_MINUTES:
+            raise InvalidOrderError(
+                f"{self.name}: timeframe '{timeframe}' is not one of {sorted(paper_bars.TIMEFRAME_MINUTES)}"
+            )
+        config = self._spec.config
+        level = paper_bars.base_price(symbol, dict(self._settings.paper.prices))
+        level *= 1 + float(config.price_offset_bps) / 10_000
+        minutes = paper_bars.minute_bars(
+            seed=self._settings.paper.seed,
+            venue=self.name,
+            symbol=symbol,
+            level=level,
+            calendar=calendar_for(config.asset_class),
+            start=start,
+            end=end,
+        )
+        minutes = paper_bars.apply_faults(minutes, self.name, symbol, self._settings.paper.data_faults)
+        return paper_bars.aggregate(minutes, timeframe)
 
     # -- scheduled faults -----------------------------------------------------------------------
 
