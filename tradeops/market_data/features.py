@@ -57,14 +57,14 @@ class _Columns:
 
         present = np.isfinite(values)
         clean = np.where(present, values, 0.0)
-        total = _window_sum(clean, window)
-        gaps = _window_sum((~present).astype("float64"), window)
+        total = _window_sum(clean, window, self.starts, self.position)
+        gaps = _window_sum((~present).astype("float64"), window, self.starts, self.position)
         if how == "sum":
             out = total
         elif how == "mean":
             out = total / window
         else:  # sample standard deviation, from the sums of x and x squared
-            squares = _window_sum(clean * clean, window)
+            squares = _window_sum(clean * clean, window, self.starts, self.position)
             variance = (squares - total * total / window) / (window - 1)
             out = np.sqrt(np.clip(variance, 0.0, None))
         out[gaps > 0] = np.nan
@@ -93,13 +93,18 @@ class _Columns:
         return out
 
 
-def _window_sum(values: np.ndarray, window: int) -> np.ndarray:
-    """Sum of each row and the ``window - 1`` rows before it (NaN for the first rows)."""
+def _window_sum(values: np.ndarray, window: int, starts: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """Sum of each row and the ``window - 1`` rows before it within its instrument (NaN where the
+    window starts before the instrument). Running sums restart at each instrument, so rounding
+    depends on the instrument's own history only, not on the rows before it in the frame."""
     import numpy as np
 
-    cumulative = np.concatenate(([0.0], np.cumsum(values)))
-    out = np.full(len(values), np.nan)
-    out[window - 1 :] = cumulative[window:] - cumulative[:-window]
+    running = np.cumsum(values)
+    before = np.concatenate(([0.0], running))[starts]
+    running -= np.repeat(before, np.diff(np.concatenate((starts, [len(values)]))))
+    out = running.copy()
+    out[window:] -= np.where(position[window:] >= window, running[:-window], 0.0)
+    out[position < window - 1] = np.nan
     return out
 
 
@@ -131,7 +136,9 @@ def compute(bars: pd.DataFrame, keep_from: datetime | None = None, created_at: d
     values["macd_signal"] = _warm(cols, signal / cols.close, 34)
     values["macd_hist"] = _warm(cols, (macd_line - signal) / cols.close, 34)
     previous_close = cols.shift(cols.close, 1)
-    true_range = np.fmax(cols.high - cols.low, np.fmax(np.abs(cols.high - previous_close), np.abs(cols.low - previous_close)))
+    true_range = np.fmax(
+        cols.high - cols.low, np.fmax(np.abs(cols.high - previous_close), np.abs(cols.low - previous_close))
+    )
     values["atr_14"] = _warm(cols, cols.ema(true_range, 1 / 14) / cols.close, 15)
     typical = (cols.high + cols.low + cols.close) / 3
     traded = cols.rolling(typical * cols.volume, 60, "sum")

@@ -27,7 +27,9 @@ def candles_to_frame(candles: Sequence[Candle]) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "ts": pd.DatetimeIndex([c.ts for c in candles], dtype="datetime64[us, UTC]"),
-            **{name: pd.Series([float(getattr(c, name)) for c in candles], dtype="float64") for name in BAR_COLUMNS[1:]},
+            **{
+                name: pd.Series([float(getattr(c, name)) for c in candles], dtype="float64") for name in BAR_COLUMNS[1:]
+            },
         }
     )
     return frame

@@ -31,20 +31,49 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("ret_15", "log return over 15 bars", ("close",), 15),
     FeatureSpec("ret_60", "log return over 60 bars", ("close",), 60),
     FeatureSpec("rv_30", "realised volatility: root of the summed squared 1-bar log returns, 30 bars", ("close",), 31),
-    FeatureSpec("rv_240", "realised volatility: root of the summed squared 1-bar log returns, 240 bars", ("close",), 241),
+    FeatureSpec(
+        "rv_240", "realised volatility: root of the summed squared 1-bar log returns, 240 bars", ("close",), 241
+    ),
     FeatureSpec("rsi_14", "relative strength index, Wilder smoothing over 14 bars (0-100)", ("close",), 15),
     FeatureSpec("macd", "MACD line (EMA 12 - EMA 26) divided by the close", ("close",), 26),
     FeatureSpec("macd_signal", "EMA 9 of the MACD line (divided by the close)", ("close",), 34),
     FeatureSpec("macd_hist", "MACD line minus its signal (divided by the close)", ("close",), 34),
-    FeatureSpec("atr_14", "average true range, Wilder smoothing over 14 bars, divided by the close", ("high", "low", "close"), 15),
-    FeatureSpec("vwap_dist_60", "close over the 60-bar volume-weighted average price, minus 1", ("high", "low", "close", "volume"), 60),
+    FeatureSpec(
+        "atr_14",
+        "average true range, Wilder smoothing over 14 bars, divided by the close",
+        ("high", "low", "close"),
+        15,
+    ),
+    FeatureSpec(
+        "vwap_dist_60",
+        "close over the 60-bar volume-weighted average price, minus 1",
+        ("high", "low", "close", "volume"),
+        60,
+    ),
     FeatureSpec("volume_z_60", "volume z-score against the previous 60 bars", ("volume",), 61),
-    FeatureSpec("amihud_60", "Amihud illiquidity: mean |1-bar return| per million of traded value, 60 bars", ("close", "volume"), 61),
+    FeatureSpec(
+        "amihud_60",
+        "Amihud illiquidity: mean |1-bar return| per million of traded value, 60 bars",
+        ("close", "volume"),
+        61,
+    ),
     FeatureSpec("range_pct", "bar range (high - low) divided by the close", ("high", "low", "close"), 1),
-    FeatureSpec("close_location", "where the close sits in the bar's range (0 = low, 1 = high; 0.5 if flat)", ("high", "low", "close"), 1),
-    FeatureSpec("roll_spread_60", "Roll's effective spread estimate from 60 bars of price changes, over the close", ("close",), 62),
+    FeatureSpec(
+        "close_location",
+        "where the close sits in the bar's range (0 = low, 1 = high; 0.5 if flat)",
+        ("high", "low", "close"),
+        1,
+    ),
+    FeatureSpec(
+        "roll_spread_60",
+        "Roll's effective spread estimate from 60 bars of price changes, over the close",
+        ("close",),
+        62,
+    ),
     FeatureSpec("vol_regime", "1 when 30-bar volatility is above 240-bar volatility, else 0", ("close",), 241),
-    FeatureSpec("trend_regime", "1 / -1 when EMA 60 is above / below EMA 240 by more than 0.1 %, else 0", ("close",), 240),
+    FeatureSpec(
+        "trend_regime", "1 / -1 when EMA 60 is above / below EMA 240 by more than 0.1 %, else 0", ("close",), 240
+    ),
 )
 
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)

@@ -59,10 +59,24 @@ class ValidationResult:
     quarantined: dict[str, list[str]] = field(default_factory=dict)  # "venue symbol" -> reasons
     completeness: dict[str, dict[str, int]] = field(default_factory=dict)  # per instrument
     filled: int = 0
+    universe_size: int = 0
 
     @property
     def failures(self) -> list[Finding]:
         return [f for f in self.findings if f.action == "fail"]
+
+    def raise_for_failures(self, config: ValidationConfig) -> None:
+        """``DataValidationError`` naming every ``fail`` finding, and too many quarantined symbols."""
+        problems = [f.message() for f in self.failures]
+        share = len(self.quarantined) / max(self.universe_size, 1)
+        if share > config.max_quarantined_share:
+            problems.append(
+                f"{len(self.quarantined)} of {self.universe_size} symbols quarantined ({share:.0%} > "
+                f"validation.max_quarantined_share {config.max_quarantined_share:.0%}): "
+                + "; ".join(sorted(self.quarantined))
+            )
+        if problems:
+            raise DataValidationError("bar validation failed: " + " | ".join(problems))
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -84,8 +98,7 @@ def validate_day(
 
     ``calendars`` maps each venue to its calendar; ``universe`` lists every (venue, symbol) that
     should be there (an instrument with no bars at all is then a gap, not silently absent).
-    Raises ``DataValidationError`` naming every failure when a ``fail`` check was hit or too many
-    symbols were quarantined; returns the result otherwise.
+    Never raises for the data: ``ValidationResult.raise_for_failures`` does, once it is logged.
     """
     import pandas as pd
 
@@ -120,9 +133,7 @@ def validate_day(
     quarantined = _quarantine(findings)
     drop = kept["venue"].astype(str) + " " + kept["symbol"].astype(str)
     kept = kept.loc[~drop.isin(list(quarantined))].reset_index(drop=True)
-    result = ValidationResult(kept, findings, quarantined, completeness, filled)
-    _raise_for_failures(result, len(keys), config)
-    return result
+    return ValidationResult(kept, findings, quarantined, completeness, filled, len(keys))
 
 
 def _keys(bars: pd.DataFrame) -> list[tuple[str, str]]:
@@ -144,21 +155,18 @@ def _schema(config: ValidationConfig) -> Any:
             "high": price,
             "low": price,
             "close": price,
-            "volume": pa.Column(
-                "float64", checks=pa.Check.ge(0, name="negative_volume", error="volume < 0"), nullable=False
-            ),
+            "volume": pa.Column("float64", checks=pa.Check.ge(0), nullable=False),
         },
         checks=[
             pa.Check(
-                lambda df: (df["high"] >= df[["open", "close"]].max(axis=1))
-                & (df["low"] <= df[["open", "close"]].min(axis=1)),
+                lambda df: (
+                    (df["high"] >= df[["open", "close"]].max(axis=1)) & (df["low"] <= df[["open", "close"]].min(axis=1))
+                ),
                 name="ohlc",
-                error="high below open/close or low above them (high < low included)",
             ),
             pa.Check(
                 lambda df: ~df.duplicated(["venue", "symbol", "ts"], keep="first"),
                 name="duplicates",
-                error="the same bar twice",
             ),
         ],
         strict=False,
@@ -182,7 +190,7 @@ def _from_failure_cases(bars: pd.DataFrame, cases: pd.DataFrame, config: Validat
 
     findings: list[Finding] = []
     cases = cases.copy()
-    cases["name"] = cases["check"].astype(str).map(_check_name)
+    cases["name"] = [_check_name(str(c), str(col)) for c, col in zip(cases["check"], cases["column"], strict=True)]
     for name, group in cases.groupby("name", sort=True):
         rows = pd.to_numeric(group["index"], errors="coerce").dropna().astype("int64").unique()
         rows = rows[(rows >= 0) & (rows < len(bars))]
@@ -207,10 +215,13 @@ _ROW_DETAIL = {
 }
 
 
-def _check_name(check: str) -> CheckName:
+def _check_name(check: str, column: str) -> CheckName:
+    """Our check for a pandera failure case (its built-in checks are named by their test)."""
     for name in _ROW_CHECKS:
         if check.startswith(name):
             return name  # type: ignore[return-value]
+    if column == "volume" and check.startswith("greater_than_or_equal_to"):
+        return "negative_volume"
     return "schema"
 
 
@@ -315,8 +326,19 @@ def _fill(frame: pd.DataFrame, missing: pd.DatetimeIndex, max_run: int) -> tuple
         for offset in range(length):
             ts = start + pd.Timedelta(minutes=offset)
             price = float(last["close"])
-            rows.append({"venue": last["venue"], "symbol": last["symbol"], "ts": ts, "open": price, "high": price,
-                         "low": price, "close": price, "volume": 0.0, "filled": True})
+            rows.append(
+                {
+                    "venue": last["venue"],
+                    "symbol": last["symbol"],
+                    "ts": ts,
+                    "open": price,
+                    "high": price,
+                    "low": price,
+                    "close": price,
+                    "volume": 0.0,
+                    "filled": True,
+                }
+            )
     if not rows:
         return frame, 0
     added = pd.DataFrame(rows)
@@ -344,16 +366,3 @@ def _quarantine(findings: Sequence[Finding]) -> dict[str, list[str]]:
         if f.action == "quarantine":
             out.setdefault(f"{f.venue} {f.symbol}", []).append(f.message())
     return out
-
-
-def _raise_for_failures(result: ValidationResult, universe_size: int, config: ValidationConfig) -> None:
-    problems = [f.message() for f in result.failures]
-    share = len(result.quarantined) / max(universe_size, 1)
-    if share > config.max_quarantined_share:
-        problems.append(
-            f"{len(result.quarantined)} of {universe_size} symbols quarantined ({share:.0%} > "
-            f"validation.max_quarantined_share {config.max_quarantined_share:.0%}): "
-            + "; ".join(sorted(result.quarantined))
-        )
-    if problems:
-        raise DataValidationError("bar validation failed: " + " | ".join(problems))

@@ -27,6 +27,7 @@ from tradeops.config import Settings, VenueConfig
 from tradeops.config import settings as load_default_settings
 from tradeops.db import get_engine, transaction, utcnow
 from tradeops.errors import ConfigError, InvalidOrderError, OperationalError, TemporaryVenueError
+from tradeops.market_data.calendars import calendar_for
 from tradeops.model import (
     Balance,
     Candle,
@@ -39,7 +40,6 @@ from tradeops.model import (
     Position,
     Transfer,
 )
-from tradeops.market_data.calendars import calendar_for
 from tradeops.venues import paper_bars
 from tradeops.venues import paper_book as book
 from tradeops.venues import paper_faults as faults

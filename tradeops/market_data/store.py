@@ -1,0 +1,236 @@
+"""The feature store and the raw-bar archive: partitioned Parquet in an object store.
+
+Everything goes through a path object (Airflow's ``ObjectStoragePath`` in tasks, a
+``upath.UPath`` elsewhere: both are fsspec paths), so ``file://`` and ``s3://`` work alike.
+Layout under the store's root::
+
+    features/date=YYYY-MM-DD/manifest.json            the day's current version, counts, checksums
+    features/date=YYYY-MM-DD/v=<version>/<venue>.parquet
+    raw/date=YYYY-MM-DD/<venue>.parquet               raw bars as fetched (gzip codec)
+    reports/...                                       health-check reports
+    staging/<run>/...                                 hand-over between a run's tasks
+
+A day is replaced atomically: the new version is written beside the old one, then the manifest
+(one object) is swapped to point at it, then the old version is deleted. Readers follow the
+manifest, so a re-run never shows duplicated or half-written rows; a run that dies before the
+swap leaves the previous version in place (its orphan files are removed by the next write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradeops.market_data.registry import FEATURE_NAMES, REGISTRY_VERSION
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    from upath import UPath
+
+MANIFEST = "manifest.json"
+_CODE_DIR = Path(__file__).resolve().parent
+
+
+def store_url(configured: str, project_root: Path) -> str:
+    """``market_data.store_url`` as a URL: a bare path is taken relative to the project root."""
+    if "://" in configured:
+        return configured
+    path = Path(configured)
+    return (path if path.is_absolute() else project_root / path).resolve().as_uri()
+
+
+def code_version() -> str:
+    """A fingerprint of the market-data code that made a partition (its modules' contents)."""
+    digest = hashlib.sha256()
+    for module in sorted(_CODE_DIR.glob("*.py")):
+        digest.update(module.name.encode())
+        digest.update(module.read_bytes())
+    from tradeops import __version__
+
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def schema_hash(table: pa.Table) -> str:
+    return hashlib.sha256(table.schema.remove_metadata().to_string().encode()).hexdigest()[:16]
+
+
+def parquet_bytes(frame: pd.DataFrame, compression: str = "zstd") -> tuple[bytes, pa.Table]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression=compression)
+    return buffer.getvalue(), table
+
+
+def read_parquet(path: UPath, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    with path.open("rb") as handle:
+        return pq.read_table(handle, columns=list(columns) if columns else None).to_pandas()
+
+
+def atomic_write(path: UPath, data: bytes) -> None:
+    """Write ``data`` so a reader sees the old content or the new, never a part: beside, then move
+    (a rename on local disks; one PUT on object stores)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.parent / f".{path.name}.{uuid.uuid4().hex}"
+    aside.write_bytes(data)
+    path.fs.mv(aside.path, path.path)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureStore:
+    root: UPath
+
+    def day_dir(self, day: date) -> UPath:
+        return self.root / "features" / f"date={day.isoformat()}"
+
+    def manifest(self, day: date) -> dict[str, Any] | None:
+        path = self.day_dir(day) / MANIFEST
+        if not path.exists():
+            return None
+        return dict(json.loads(path.read_bytes()))
+
+    def write_day(self, day: date, features: pd.DataFrame, details: dict[str, Any]) -> dict[str, Any]:
+        """Replace the day with ``features`` (one file per venue); returns the new manifest.
+        ``details`` (quarantine, findings, completeness...) is stored in the manifest as given."""
+        version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        folder = self.day_dir(day) / f"v={version}"
+        folder.mkdir(parents=True, exist_ok=True)
+        files, schemas = [], set()
+        for venue, part in features.groupby("venue", observed=True, sort=True):
+            data, table = parquet_bytes(part.reset_index(drop=True))
+            target = folder / f"{venue}.parquet"
+            target.write_bytes(data)
+            schemas.add(schema_hash(table))
+            files.append(
+                {
+                    "path": f"v={version}/{venue}.parquet",
+                    "venue": str(venue),
+                    "rows": len(part),
+                    "bytes": len(data),
+                    "sha256": _sha256(data),
+                }
+            )
+        manifest = {
+            "day": day.isoformat(),
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(),
+            "rows": len(features),
+            "symbols": sorted(
+                f"{v} {s}" for v, s in features[["venue", "symbol"]].drop_duplicates().itertuples(index=False)
+            ),
+            "features": list(FEATURE_NAMES),
+            "feature_registry_version": REGISTRY_VERSION,
+            "code_version": code_version(),
+            "schema_hash": sorted(schemas)[0] if len(schemas) == 1 else sorted(schemas),
+            "files": files,
+            **details,
+        }
+        atomic_write(self.day_dir(day) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        self._drop_other_versions(day, version)
+        return manifest
+
+    def update_manifest(self, day: date, **sections: Any) -> dict[str, Any]:
+        """Add or replace top-level sections (e.g. ``health``) of the day's manifest, atomically."""
+        manifest = self.manifest(day)
+        if manifest is None:
+            raise FileNotFoundError(f"no feature partition for {day.isoformat()} under {self.root}")
+        manifest.update(sections)
+        atomic_write(self.day_dir(day) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        return manifest
+
+    def _drop_other_versions(self, day: date, keep: str) -> None:
+        for child in self.day_dir(day).iterdir():
+            name = child.name
+            if (name.startswith("v=") and name != f"v={keep}") or name.startswith(f".{MANIFEST}."):
+                child.fs.rm(child.path, recursive=True)
+
+    def read_day(self, day: date, columns: Sequence[str] | None = None, verify: bool = False) -> pd.DataFrame:
+        """The day's features as the manifest lists them (empty frame when the day is absent)."""
+        import pandas as pd
+
+        for _attempt in range(3):  # a concurrent re-run may swap the version while we read
+            manifest = self.manifest(day)
+            if manifest is None:
+                return pd.DataFrame(columns=list(columns) if columns else ["venue", "symbol", "ts"])
+            try:
+                return self._read_files(day, manifest, columns, verify)
+            except FileNotFoundError:
+                continue
+        raise FileNotFoundError(f"feature partition {day.isoformat()} kept changing while being read")
+
+    def _read_files(
+        self, day: date, manifest: dict[str, Any], columns: Sequence[str] | None, verify: bool
+    ) -> pd.DataFrame:
+        import pandas as pd
+
+        parts = []
+        for entry in manifest["files"]:
+            path = self.day_dir(day) / entry["path"]
+            if verify and _sha256(path.read_bytes()) != entry["sha256"]:
+                raise ValueError(f"{path}: checksum does not match the manifest")
+            parts.append(read_parquet(path, columns))
+        if not parts:
+            return pd.DataFrame(columns=list(columns) if columns else ["venue", "symbol", "ts"])
+        return pd.concat(parts, ignore_index=True)
+
+    def read_days(self, days: Iterable[date], columns: Sequence[str] | None = None) -> pd.DataFrame:
+        import pandas as pd
+
+        frames = [frame for frame in (self.read_day(day, columns) for day in days) if len(frame)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns or []))
+
+    def days(self) -> list[date]:
+        """Every day that has a manifest, oldest first."""
+        base = self.root / "features"
+        if not base.exists():
+            return []
+        found = []
+        for child in base.iterdir():
+            if child.name.startswith("date=") and (child / MANIFEST).exists():
+                found.append(date.fromisoformat(child.name.removeprefix("date=")))
+        return sorted(found)
+
+
+def archive_raw(root: UPath, day: date, bars: pd.DataFrame) -> list[dict[str, Any]]:
+    """Store the day's raw bars per venue (Parquet, gzip codec) under ``raw/date=...``.
+
+    Idempotent: the same bars give the same bytes, and a file already holding them is kept."""
+    folder = root / "raw" / f"date={day.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for venue, part in bars.groupby("venue", observed=True, sort=True):
+        frame = part.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+        frame["venue"] = frame["venue"].astype(str)
+        frame["symbol"] = frame["symbol"].astype(str)
+        data, _table = parquet_bytes(frame, compression="gzip")
+        digest = _sha256(data)
+        target = folder / f"{venue}.parquet"
+        kept = target.exists() and _sha256(target.read_bytes()) == digest
+        if not kept:
+            atomic_write(target, data)
+        entries.append(
+            {
+                "path": f"raw/date={day.isoformat()}/{venue}.parquet",
+                "rows": len(frame),
+                "bytes": len(data),
+                "sha256": digest,
+                "unchanged": kept,
+            }
+        )
+    return entries
