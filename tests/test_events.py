@@ -16,6 +16,7 @@ from tradeops.events import (
     REGISTRY,
     CapitalThreshold,
     CriticalAlert,
+    DataAlert,
     FundingRateDeviation,
     MarketShock,
     StopLossReport,
@@ -237,7 +238,7 @@ def test_topic_for_when_each_type_then_its_configured_topic() -> None:
 def test_registry_when_listed_then_every_model_type_present() -> None:
     models = {spec.model for spec in REGISTRY.values()}
 
-    assert models == {MarketShock, CapitalThreshold, FundingRateDeviation, CriticalAlert, StopLossReport}
+    assert models == {MarketShock, CapitalThreshold, FundingRateDeviation, CriticalAlert, StopLossReport, DataAlert}
     assert {spec.topic_attr for spec in REGISTRY.values()} <= set(KafkaTopics.model_fields)
 
 

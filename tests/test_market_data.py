@@ -414,7 +414,7 @@ def _load_day(tmp_path: Path) -> tuple[FeatureStore, dict[str, Any], pd.DataFram
     result = pipeline.validate(settings(), DAY, raw)
     feats = pipeline.compute_features(raw, result.bars, DAY, created_at=_utc("2026-11-25T02:00"))
     store = _store(tmp_path)
-    return store, pipeline.load(store.root, DAY, feats, result), raw
+    return store, pipeline.load(store.root, DAY, feats, result.summary()), raw
 
 
 def test_load_when_the_day_is_rerun_then_the_partition_is_replaced_not_duplicated(

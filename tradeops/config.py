@@ -118,6 +118,8 @@ class KafkaTopics(_Frozen):
     capital_events: str = "capital-events"
     funding_rate_events: str = "funding-rate-events"
     risk_alerts: str = "risk-alerts"
+    # Drift, stale data, late pipelines: for people and dashboards; no watcher acts on it.
+    data_alerts: str = "data-alerts"
     dead_letter: str = "tradeops-dead-letter"
 
 

@@ -215,7 +215,25 @@ class StopLossReport(EventBase):
     run_id: str | None = Field(default=None, max_length=250)
 
 
-Event = MarketShock | CapitalThreshold | FundingRateDeviation | CriticalAlert | StopLossReport
+class DataAlert(EventBase):
+    """Market data or features need a look: drift, stale or missing data, a late pipeline.
+
+    Published to ``data-alerts``, never to ``risk-alerts``: no watcher starts a trade or a stop on
+    it (drift must not flatten the book). ``level`` says how urgent: critical (a person today),
+    warning (watch it), info (for the record)."""
+
+    event_type: Literal["data_alert"] = "data_alert"
+    level: Literal["critical", "warning", "info"]
+    check: Literal["feature_drift", "freshness", "validation", "deadline"]
+    scope: Name = Field(description="what it is about: a calendar group, 'venue symbol', a DAG")
+    message: Text
+    features: tuple[Name, ...] = Field(default=(), max_length=64)
+    report: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+        default=None, description="where the full report is (object-store URL)"
+    )
+
+
+Event = MarketShock | CapitalThreshold | FundingRateDeviation | CriticalAlert | StopLossReport | DataAlert
 
 
 @dataclass(frozen=True)
@@ -258,6 +276,17 @@ REGISTRY: dict[str, EventSpec] = {
         CriticalAlert,
         "risk_alerts",
         {"severity": "critical", "reason": "exchange API keys revoked", "scope": "okx"},
+    ),
+    "data_alert": EventSpec(
+        DataAlert,
+        "data_alerts",
+        {
+            "level": "warning",
+            "check": "feature_drift",
+            "scope": "24/7",
+            "message": "rv_30 drifted: psi 0.35 > 0.3, ks q=1e-6, 3 consecutive windows",
+            "features": ["rv_30"],
+        },
     ),
     "stop_loss_report": EventSpec(
         StopLossReport,

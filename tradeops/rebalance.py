@@ -23,14 +23,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradeops.config import Settings
 from tradeops.errors import TradeopsError
 from tradeops.model import to_jsonable
 from tradeops.rebalance_graph import Arc, FeeLine, build_arcs, fit_fee_line
-from tradeops.rebalance_milp import FlowProblem, solve_flow
 from tradeops.wise import WISE_NETWORK, FiatQuoter, wise_quoter
+
+if TYPE_CHECKING:
+    from tradeops.rebalance_milp import FlowProblem
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -216,6 +218,8 @@ def _plan_asset(asset: str, balances: Balances, settings: Settings, pricing: _Qu
     quantum = _quantum(settings, asset, total)
     low = max(settings.rebalance.min_transfer.get(asset, ZERO), Decimal(100))
     arcs = build_arcs(settings, asset, before, quantum, lambda: pricing.line(asset, low, max(total, 2 * low)))
+    from tradeops.rebalance_milp import FlowProblem, solve_flow  # numpy/scipy: only when planning
+
     problem = FlowProblem(
         venues=tuple(before),
         before=before,

@@ -143,16 +143,17 @@ def compute_features(raw: pd.DataFrame, validated: pd.DataFrame, day: date, crea
     )
 
 
-def load(root: UPath, day: date, features: pd.DataFrame, result: ValidationResult) -> dict[str, Any]:
-    """Replace the day's partition in the feature store; returns its manifest."""
-    manifest = FeatureStore(root).write_day(day, features, {"validation": result.summary()})
+def load(root: UPath, day: date, features: pd.DataFrame, validation: dict[str, Any]) -> dict[str, Any]:
+    """Replace the day's partition in the feature store; returns its manifest. ``validation`` is
+    ``ValidationResult.summary()`` (kept in the manifest: quarantined symbols and why, findings)."""
+    manifest = FeatureStore(root).write_day(day, features, {"validation": validation})
     log.info(
         "feature partition %s: %d rows, %d symbols, version %s, quarantined %s",
         day.isoformat(),
         manifest["rows"],
         len(manifest["symbols"]),
         manifest["version"],
-        sorted(result.quarantined),
+        sorted(validation["quarantined"]),
     )
     return manifest
 

@@ -86,7 +86,6 @@ class MarketDataConfig(_Frozen):
     warmup_bars: int = Field(default=600, ge=0)
     # The health check's reference when no champion model exists: this many days of the store.
     reference_days: int = Field(default=30, gt=0)
-    deadline_hours: float = Field(default=2.0, gt=0)
     validation: ValidationConfig = ValidationConfig()
 
     @field_validator("store_url")

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from upath import UPath
 
 MANIFEST = "manifest.json"
+SAMPLE = "_sample.parquet"
+SAMPLE_ROWS_PER_VENUE = 20_000
 _CODE_DIR = Path(__file__).resolve().parent
 
 
@@ -126,8 +128,12 @@ class FeatureStore:
                     "sha256": _sha256(data),
                 }
             )
+        sample = _sample(features, SAMPLE_ROWS_PER_VENUE, seed=day.toordinal())
+        data, _table = parquet_bytes(sample)
+        (folder / SAMPLE).write_bytes(data)
         manifest = {
             "day": day.isoformat(),
+            "sample": {"path": f"v={version}/{SAMPLE}", "rows": len(sample), "sha256": _sha256(data)},
             "version": version,
             "created_at": datetime.now(UTC).isoformat(),
             "rows": len(features),
@@ -189,6 +195,16 @@ class FeatureStore:
             return pd.DataFrame(columns=list(columns) if columns else ["venue", "symbol", "ts"])
         return pd.concat(parts, ignore_index=True)
 
+    def read_sample(self, day: date) -> pd.DataFrame:
+        """The day's random sample (up to ``SAMPLE_ROWS_PER_VENUE`` rows per venue): what the
+        health checks use as reference, so 30 days stay cheap for any universe size."""
+        import pandas as pd
+
+        manifest = self.manifest(day)
+        if manifest is None or "sample" not in manifest:
+            return pd.DataFrame(columns=["venue", "symbol", "ts"])
+        return read_parquet(self.day_dir(day) / manifest["sample"]["path"])
+
     def read_days(self, days: Iterable[date], columns: Sequence[str] | None = None) -> pd.DataFrame:
         import pandas as pd
 
@@ -205,6 +221,17 @@ class FeatureStore:
             if child.name.startswith("date=") and (child / MANIFEST).exists():
                 found.append(date.fromisoformat(child.name.removeprefix("date=")))
         return sorted(found)
+
+
+def _sample(frame: pd.DataFrame, per_venue: int, seed: int) -> pd.DataFrame:
+    """Up to ``per_venue`` rows of each venue, drawn with a fixed seed (the same day, the same sample)."""
+    import pandas as pd
+
+    parts = [
+        part.sample(n=min(per_venue, len(part)), random_state=seed).sort_index()
+        for _venue, part in frame.groupby("venue", observed=True, sort=True)
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else frame.iloc[0:0]
 
 
 def archive_raw(root: UPath, day: date, bars: pd.DataFrame) -> list[dict[str, Any]]:

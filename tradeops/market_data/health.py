@@ -1,0 +1,127 @@
+"""Data health: is every symbol fresh, and do today's features still look like the reference?
+
+Shared by the nightly ``check_data_health`` task (the day against the previous days) and the
+hourly ``feature_health_check`` (the last hour against the reference). Features are pooled per
+calendar group (``24/7`` crypto, ``XNYS`` equities): the registry's features are scale-free, and
+pooling gives the statistics enough samples. The reference is the store's per-day samples of the
+previous ``market_data.reference_days`` days (a champion model's training window once models
+exist). The statistics and the false-alarm control are in ``tradeops.market_data.drift``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from tradeops.config import Settings
+from tradeops.market_data.calendars import CalendarName, calendar_for, session_bounds
+from tradeops.market_data.registry import FEATURE_NAMES
+from tradeops.market_data.store import FeatureStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from tradeops.market_data.drift import DriftAssessment, DriftState
+
+# Discrete features (0/1, -1/0/1) are reported but judged only by missing rate and PSI on their
+# categories; the drift module bins every column on the reference's quantiles either way.
+DRIFT_FEATURES: tuple[str, ...] = FEATURE_NAMES
+
+
+@dataclass(frozen=True)
+class GroupHealth:
+    group: CalendarName
+    assessment: DriftAssessment
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, **self.assessment.to_dict()}
+
+
+def groups(settings: Settings) -> dict[CalendarName, list[str]]:
+    """Calendar group -> the universe's venues in it."""
+    out: dict[CalendarName, list[str]] = {}
+    for venue in sorted(settings.market_data.universe):
+        out.setdefault(calendar_for(settings.venue(venue).asset_class), []).append(venue)
+    return out
+
+
+def of_group(frame: pd.DataFrame, venues: Sequence[str]) -> pd.DataFrame:
+    """The feature columns of the rows of ``venues`` (pooled across their symbols)."""
+    rows = frame.loc[frame["venue"].astype(str).isin(list(venues))]
+    present = [name for name in DRIFT_FEATURES if name in rows.columns]
+    return rows[present].astype("float64").reset_index(drop=True)
+
+
+def reference(store: FeatureStore, before: date, days: int) -> pd.DataFrame:
+    """The samples of up to ``days`` stored days before ``before`` (the drift reference)."""
+    import pandas as pd
+
+    chosen = [d for d in store.days() if d < before][-days:]
+    parts = [store.read_sample(d) for d in chosen]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["venue", "symbol", "ts"])
+
+
+def assess_groups(
+    settings: Settings,
+    current: pd.DataFrame,
+    ref: pd.DataFrame,
+    previous: Mapping[str, DriftState] | None = None,
+) -> list[GroupHealth]:
+    """One drift assessment per calendar group of the universe."""
+    from tradeops.market_data.drift import assess
+
+    out = []
+    for group, venues in groups(settings).items():
+        state = (previous or {}).get(group)
+        verdict = assess(of_group(ref, venues), of_group(current, venues), settings.feature_health, state)
+        out.append(GroupHealth(group, verdict))
+    return out
+
+
+def freshness(
+    frame: pd.DataFrame, settings: Settings, day: date, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per instrument: its last bar against the last bar its calendar expects by ``until`` (the
+    session's close when None). ``lag_minutes`` 0 is fresh; an instrument with no bar at all on a
+    trading day is reported with ``last_bar: None``."""
+    import pandas as pd
+
+    last = frame.groupby(["venue", "symbol"], observed=True)["ts"].max() if len(frame) else pd.Series(dtype=object)
+    out = []
+    for venue, symbols in sorted(settings.market_data.universe.items()):
+        calendar = calendar_for(settings.venue(venue).asset_class)
+        bounds = session_bounds(calendar, day)
+        for symbol in symbols:
+            seen = last.get((venue, symbol)) if len(last) else None
+            if bounds is None:
+                out.append(_fresh(venue, symbol, seen, None, "closed"))
+                continue
+            expected = bounds[1] - timedelta(minutes=1)
+            if until is not None:
+                expected = min(expected, until - timedelta(minutes=1))
+            if until is not None and until <= bounds[0]:
+                out.append(_fresh(venue, symbol, seen, None, "not open yet"))
+                continue
+            out.append(_fresh(venue, symbol, seen, pd.Timestamp(expected), None))
+    return out
+
+
+def _fresh(venue: str, symbol: str, seen: Any, expected: Any, note: str | None) -> dict[str, Any]:
+    if expected is None:
+        return {"venue": venue, "symbol": symbol, "last_bar": _iso(seen), "lag_minutes": 0, "status": note}
+    if seen is None:
+        return {"venue": venue, "symbol": symbol, "last_bar": None, "lag_minutes": None, "status": "no data"}
+    lag = max(0, int((expected - seen).total_seconds() // 60))
+    return {
+        "venue": venue,
+        "symbol": symbol,
+        "last_bar": _iso(seen),
+        "lag_minutes": lag,
+        "status": "fresh" if lag == 0 else "stale",
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()

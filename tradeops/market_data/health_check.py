@@ -1,0 +1,254 @@
+"""The two health checks: nightly (the stored day) and hourly (the latest bars), plus their alerts.
+
+Nightly, after ``load``: freshness per symbol and drift of the day against the previous days,
+written into the day's manifest (``health``). Hourly: the last hour of features, computed by the
+same code from the latest bars, against the reference; the window widens to whole hours until
+each group can reach ``feature_health.min_samples`` (a small universe has few bars an hour). The
+hourly check keeps its state (streaks for the k-consecutive-windows rule, recent summaries) in
+``reports/health/state.json`` and writes a report per run: ``report.md``, PNG plots and
+``summary.json`` under ``reports/health/<window end>/<group>/``.
+
+Alerts are ``data_alert`` events (``data-alerts`` topic), never ``critical_alert``: drift must
+not flatten the book.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from tradeops.config import Settings
+from tradeops.market_data import features as feature_code
+from tradeops.market_data import frames
+from tradeops.market_data.calendars import calendar_for
+from tradeops.market_data.health import GroupHealth, assess_groups, freshness, groups, of_group, reference
+from tradeops.market_data.pipeline import TIMEFRAME, universe
+from tradeops.market_data.store import FeatureStore, atomic_write
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from upath import UPath
+
+    from tradeops.events import DataAlert
+    from tradeops.venues.base import Venue
+
+log = logging.getLogger(__name__)
+STATE = "reports/health/state.json"
+_HISTORY = 48  # summaries kept for the "PSI over time" plot
+_MAX_WINDOW_HOURS = 24
+
+
+@dataclass
+class HealthResult:
+    """What one check found: per group verdicts, freshness, the alerts to publish, report paths."""
+
+    window_start: datetime | None
+    window_end: datetime | None
+    verdicts: list[GroupHealth]
+    freshness: list[dict[str, Any]]
+    alerts: list[DataAlert] = field(default_factory=list)
+    reports: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "window_start": self.window_start.isoformat() if self.window_start else None,
+            "window_end": self.window_end.isoformat() if self.window_end else None,
+            "groups": {g.group: {"level": g.assessment.level, "summary": g.assessment.summary} for g in self.verdicts},
+            "stale_symbols": [
+                f"{f['venue']} {f['symbol']}" for f in self.freshness if f["status"] in ("stale", "no data")
+            ],
+            "alerts": [{"level": a.level, "check": a.check, "scope": a.scope} for a in self.alerts],
+            "reports": self.reports,
+        }
+
+
+def nightly(settings: Settings, root: UPath, day: Any) -> HealthResult:
+    """The stored ``day`` against the samples of the previous days; recorded in its manifest."""
+    store = FeatureStore(root)
+    current = store.read_day(day)
+    ref = reference(store, day, settings.market_data.reference_days)
+    verdicts = assess_groups(settings, current, ref)
+    fresh = freshness(current, settings, day)
+    result = HealthResult(None, None, verdicts, fresh)
+    result.alerts = alerts(result, f"day {day.isoformat()}", report=None)
+    store.update_manifest(
+        day,
+        health={
+            "freshness": fresh,
+            "drift": [g.to_dict() for g in verdicts],
+            "reference_days": [d.isoformat() for d in store.days() if d < day][-settings.market_data.reference_days :],
+        },
+    )
+    return result
+
+
+def window_hours(settings: Settings) -> int:
+    """Whole hours the current window needs so each group can reach ``min_samples`` bars."""
+    per_hour = {group: 0 for group in groups(settings)}
+    for item in universe(settings):
+        per_hour[item.calendar] += 60
+    needed = max(math.ceil(settings.feature_health.min_samples / max(n, 1)) for n in per_hour.values())
+    return max(1, min(_MAX_WINDOW_HOURS, needed))
+
+
+def latest_features(settings: Settings, end: datetime, hours: int, open_venue: Callable[[str], Venue]) -> pd.DataFrame:
+    """Features of the ``hours`` before ``end``, from bars fetched now with the nightly warm-up."""
+    warm = settings.market_data.warmup_bars
+    start = end - timedelta(hours=hours)
+    parts = []
+    venues: dict[str, Venue] = {}
+    try:
+        for item in universe(settings):
+            venue = venues.get(item.venue) or venues.setdefault(item.venue, open_venue(item.venue))
+            # enough history for the warm-up even across a weekend or holiday for equities
+            reach = timedelta(minutes=warm) if item.calendar == "24/7" else timedelta(days=5)
+            bars = venue.bars(item.symbol, TIMEFRAME, start - reach, end)
+            parts.append(frames.with_keys(bars, item.venue, item.symbol))
+    finally:
+        for venue in venues.values():
+            venue.close()
+    bars = frames.concat(parts)
+    computed = feature_code.compute(bars, keep_from=start, created_at=end)
+    return computed
+
+
+def hourly(
+    settings: Settings,
+    root: UPath,
+    end: datetime,
+    open_venue: Callable[[str], Venue],
+) -> HealthResult:
+    """The window ending at ``end`` (the run's scheduled hour) against the reference."""
+    from tradeops.market_data.drift import DriftState
+
+    end = end.astimezone(UTC)
+    hours = window_hours(settings)
+    current = latest_features(settings, end, hours, open_venue)
+    store = FeatureStore(root)
+    ref = reference(store, end.date() + timedelta(days=1), settings.market_data.reference_days)
+    state = load_state(root)
+    previous = {group: DriftState.from_dict(s) for group, s in state.get("groups", {}).items()}
+    verdicts = assess_groups(settings, current, ref, previous)
+    fresh = _hourly_freshness(current, settings, end)
+    result = HealthResult(end - timedelta(hours=hours), end, verdicts, fresh)
+    folder = root / "reports" / "health" / end.strftime("%Y-%m-%dT%H%M")
+    result.reports = write_reports(folder, result, ref, current, settings, state.get("history", []))
+    result.alerts = alerts(result, f"window {result.window_start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC", report=str(folder))
+    save_state(root, state, result)
+    return result
+
+
+def _hourly_freshness(current: pd.DataFrame, settings: Settings, end: datetime) -> list[dict[str, Any]]:
+    out = []
+    for day in sorted({(end - timedelta(minutes=1)).date()}):
+        out += freshness(current, settings, day, until=end)
+    return out
+
+
+def write_reports(
+    folder: UPath,
+    result: HealthResult,
+    ref: pd.DataFrame,
+    current: pd.DataFrame,
+    settings: Settings,
+    history: list[dict[str, Any]],
+) -> dict[str, str]:
+    """``report.md``, PNGs and ``summary.json`` per group; returns group -> report path."""
+    from tradeops.market_data.drift_report import render
+
+    venues_of = groups(settings)
+    paths = {}
+    for verdict in result.verdicts:
+        past = [h["groups"][verdict.group] for h in history if verdict.group in h.get("groups", {})]
+        files = render(
+            verdict.assessment,
+            of_group(ref, venues_of[verdict.group]),
+            of_group(current, venues_of[verdict.group]),
+            past,
+        )
+        target = folder / _slug(verdict.group)
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            (target / name).write_bytes(data)
+        summary = {
+            **verdict.to_dict(),
+            "freshness": [f for f in result.freshness if calendar_of(settings, f) == verdict.group],
+        }
+        (target / "summary.json").write_bytes(json.dumps(summary, indent=2, default=str).encode())
+        paths[verdict.group] = str(target / "report.md")
+    return paths
+
+
+def calendar_of(settings: Settings, entry: dict[str, Any]) -> str:
+    return calendar_for(settings.venue(entry["venue"]).asset_class)
+
+
+def _slug(group: str) -> str:
+    return "crypto-24x7" if group == "24/7" else group.lower()
+
+
+def alerts(result: HealthResult, where: str, report: str | None) -> list[DataAlert]:
+    """A ``data_alert`` per group at warning or critical, and one for stale or missing symbols."""
+    from tradeops.events import DataAlert
+
+    out = []
+    for verdict in result.verdicts:
+        level = verdict.assessment.level
+        if level not in ("warning", "critical"):
+            continue
+        flagged = [f.name for f in verdict.assessment.flagged][:64]
+        out.append(
+            DataAlert(
+                level=level,
+                check="feature_drift",
+                scope=verdict.group,
+                message=f"{where}: {verdict.assessment.summary}"[:1000],
+                features=tuple(flagged),
+                report=report,
+            )
+        )
+    stale = [f for f in result.freshness if f["status"] in ("stale", "no data")]
+    if stale:
+        names = ", ".join(f"{f['venue']} {f['symbol']} ({f['status']}, last {f['last_bar']})" for f in stale)
+        out.append(
+            DataAlert(
+                level="warning", check="freshness", scope="universe", message=f"{where}: {names}"[:1000], report=report
+            )
+        )
+    return out
+
+
+def load_state(root: UPath) -> dict[str, Any]:
+    path = root / STATE
+    if not path.exists():
+        return {}
+    return dict(json.loads(path.read_bytes()))
+
+
+def save_state(root: UPath, state: dict[str, Any], result: HealthResult) -> None:
+    history = [*state.get("history", []), _history_entry(result)][-_HISTORY:]
+    data = {
+        "updated": result.window_end.isoformat() if result.window_end else None,
+        "groups": {g.group: g.assessment.state.to_dict() for g in result.verdicts},
+        "history": history,
+    }
+    atomic_write(root / STATE, json.dumps(data, indent=2).encode())
+
+
+def _history_entry(result: HealthResult) -> dict[str, Any]:
+    return {
+        "window_end": result.window_end.isoformat() if result.window_end else None,
+        "groups": {
+            g.group: {
+                "window_end": result.window_end.isoformat() if result.window_end else None,
+                "level": g.assessment.level,
+                "psi": {f.name: f.psi for f in g.assessment.features},
+            }
+            for g in result.verdicts
+        },
+    }
