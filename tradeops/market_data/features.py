@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from tradeops.market_data.frames import key_codes
 from tradeops.market_data.registry import FEATURE_NAMES, FEATURES
 
 if TYPE_CHECKING:
@@ -28,8 +29,7 @@ class _Columns:
     def __init__(self, bars: pd.DataFrame) -> None:
         import numpy as np
 
-        venue = bars["venue"].astype("category").cat.codes.to_numpy(dtype="int64")
-        symbol = bars["symbol"].astype("category").cat.codes.to_numpy(dtype="int64")
+        venue, symbol = key_codes(bars)
         codes = venue * (int(symbol.max(initial=0)) + 1) + symbol
         change = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
         self.starts = change
@@ -58,7 +58,13 @@ class _Columns:
         present = np.isfinite(values)
         clean = np.where(present, values, 0.0)
         total = _window_sum(clean, window, self.starts, self.position)
-        gaps = _window_sum((~present).astype("float64"), window, self.starts, self.position)
+        masked = self.position < window - 1 + (reach or 0)
+        # missing values past the masked rows invalidate the windows that hold them
+        gaps = (
+            None
+            if present[~masked].all()
+            else _window_sum((~present).astype("float64"), window, self.starts, self.position)
+        )
         if how == "sum":
             out = total
         elif how == "mean":
@@ -67,8 +73,9 @@ class _Columns:
             squares = _window_sum(clean * clean, window, self.starts, self.position)
             variance = (squares - total * total / window) / (window - 1)
             out = np.sqrt(np.clip(variance, 0.0, None))
-        out[gaps > 0] = np.nan
-        out[self.position < window - 1 + (reach or 0)] = np.nan
+        if gaps is not None:
+            out[gaps > 0] = np.nan
+        out[masked] = np.nan
         return out
 
     def ema(self, values: np.ndarray, alpha: float) -> np.ndarray:
@@ -114,9 +121,14 @@ def _ffill(values: np.ndarray) -> np.ndarray:
     return pd.Series(values).ffill().to_numpy(dtype="float64")
 
 
-def compute(bars: pd.DataFrame, keep_from: datetime | None = None, created_at: datetime | None = None) -> pd.DataFrame:
+def compute(
+    bars: pd.DataFrame,
+    keep_from: datetime | None = None,
+    created_at: datetime | None = None,
+    keep_until: datetime | None = None,
+) -> pd.DataFrame:
     """Every registry feature for every bar of ``bars`` (sorted by venue, symbol, ts), keeping
-    the rows from ``keep_from`` on. Columns: venue, symbol, ts, created_at, filled, features."""
+    the rows in ``[keep_from, keep_until)``. Columns: venue, symbol, ts, created_at, filled, features."""
     import numpy as np
     import pandas as pd
 
@@ -164,11 +176,14 @@ def compute(bars: pd.DataFrame, keep_from: datetime | None = None, created_at: d
     regime = np.where(trend > _TREND_BAND, 1.0, np.where(trend < -_TREND_BAND, -1.0, 0.0))
     values["trend_regime"] = _warm(cols, np.where(np.isfinite(trend), regime, np.nan), 240)
     missing = set(FEATURE_NAMES) - set(values)
-    if missing:  # pragma: no cover - held by tests/test_features.py
+    if missing:  # pragma: no cover - held by tests/test_market_data.py
         raise RuntimeError(f"features in the registry without an implementation: {sorted(missing)}")
     keep = np.ones(len(bars), dtype=bool)
+    stamps = bars["ts"].array.asi8
     if keep_from is not None:
-        keep = (bars["ts"] >= pd.Timestamp(keep_from)).to_numpy()
+        keep &= stamps >= pd.Timestamp(keep_from).value // 1000  # .value is in ns, the column in us
+    if keep_until is not None:
+        keep &= stamps < pd.Timestamp(keep_until).value // 1000
     filled = bars["filled"].to_numpy(dtype=bool) if "filled" in bars.columns else np.zeros(len(bars), dtype=bool)
     keys = bars.loc[keep, ["venue", "symbol", "ts"]].reset_index(drop=True)
     for key in ("venue", "symbol"):
@@ -177,9 +192,8 @@ def compute(bars: pd.DataFrame, keep_from: datetime | None = None, created_at: d
         pd.Timestamp(created_at) if created_at is not None else pd.NaT, index=keys.index, dtype="datetime64[us, UTC]"
     )
     keys["filled"] = filled[keep]
-    table = np.column_stack([values[spec.name][keep] for spec in FEATURES])
-    out = pd.concat([keys, pd.DataFrame(table, columns=list(FEATURE_NAMES))], axis=1)
-    return out
+    table = pd.DataFrame({spec.name: values.pop(spec.name)[keep] for spec in FEATURES}, copy=False)
+    return pd.concat([keys, table], axis=1)
 
 
 def _warm(cols: _Columns, values: np.ndarray, window: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from tradeops.model import Candle
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -45,6 +46,7 @@ def with_keys(bars: pd.DataFrame, venue: str, symbol: str) -> pd.DataFrame:
 
 def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """One bar frame from many, sorted by venue, symbol and time, keys as categoricals."""
+    import numpy as np
     import pandas as pd
 
     if not frames:
@@ -55,5 +57,59 @@ def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     frame = pd.concat(frames, ignore_index=True)
     frame["ts"] = frame["ts"].astype("datetime64[us, UTC]")
     for key in KEY_COLUMNS:
-        frame[key] = frame[key].astype("category")
-    return frame.sort_values(["venue", "symbol", "ts"], kind="stable", ignore_index=True)
+        frame[key] = as_sorted_category(frame[key])  # codes then sort like the names
+    order = np.lexsort(
+        (
+            frame["ts"].array.asi8,
+            frame["symbol"].cat.codes.to_numpy(),
+            frame["venue"].cat.codes.to_numpy(),
+        )
+    )
+    if (np.diff(order) == 1).all():
+        return frame
+    return frame.take(order).reset_index(drop=True)
+
+
+def _pair_codes(frame: pd.DataFrame) -> tuple[np.ndarray, pd.Index, pd.Index]:
+    venue, symbol = key_codes(frame)
+    venues = as_sorted_category(frame["venue"]).cat.categories
+    symbols = as_sorted_category(frame["symbol"]).cat.categories
+    return venue * (len(symbols) + 1) + symbol, venues, symbols
+
+
+def instruments(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    """Every (venue, symbol) with a row in ``frame``."""
+    import numpy as np
+
+    codes, venues, symbols = _pair_codes(frame)
+    width = len(symbols) + 1
+    return {(str(venues[c // width]), str(symbols[c % width])) for c in np.unique(codes)}
+
+
+def rows_of(frame: pd.DataFrame, wanted: set[tuple[str, str]]) -> np.ndarray:
+    """A boolean mask of the rows whose (venue, symbol) is in ``wanted`` (vectorised)."""
+    import numpy as np
+
+    codes, venues, symbols = _pair_codes(frame)
+    width = len(symbols) + 1
+    keep = [c for c in np.unique(codes) if (str(venues[c // width]), str(symbols[c % width])) in wanted]
+    return np.isin(codes, keep)
+
+
+def as_sorted_category(column: pd.Series) -> pd.Series:
+    """``column`` as a categorical whose categories are sorted (cheap when it already is one)."""
+    import pandas as pd
+
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return column.astype("category")
+    categories = column.cat.categories
+    if categories.is_monotonic_increasing:
+        return column
+    return column.cat.reorder_categories(sorted(categories))
+
+
+def key_codes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of ``venue`` and ``symbol`` that sort like the names."""
+    venue = as_sorted_category(frame["venue"]).cat.codes.to_numpy("int64")
+    symbol = as_sorted_category(frame["symbol"]).cat.codes.to_numpy("int64")
+    return venue, symbol

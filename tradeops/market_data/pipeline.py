@@ -20,7 +20,7 @@ from tradeops.errors import ConfigError, TemporaryVenueError
 from tradeops.market_data import features as feature_code
 from tradeops.market_data import frames
 from tradeops.market_data.calendars import CalendarName, calendar_for, day_bounds, trading_days_before
-from tradeops.market_data.store import FeatureStore, archive_raw, parquet_bytes, read_parquet
+from tradeops.market_data.store import FeatureStore, archive_raw, read_parquet, write_parquet
 from tradeops.market_data.validation import ValidationResult, validate_day
 
 if TYPE_CHECKING:
@@ -131,16 +131,11 @@ def validate(settings: Settings, day: date, raw: pd.DataFrame) -> ValidationResu
 
 def compute_features(raw: pd.DataFrame, validated: pd.DataFrame, day: date, created_at: datetime) -> pd.DataFrame:
     """Features of the validated day bars, with the raw warm-up rows of the kept symbols before them."""
-    import pandas as pd
-
-    kept = set(zip(validated["venue"].astype(str), validated["symbol"].astype(str), strict=True))
-    warm = raw.loc[raw["warmup"]].drop(columns=["warmup"])
-    keys = list(zip(warm["venue"].astype(str), warm["symbol"].astype(str), strict=True))
-    warm = warm.loc[[key in kept for key in keys]].assign(filled=False)
-    bars = frames.concat([warm, validated]) if len(warm) else frames.concat([validated])
-    return feature_code.compute(bars, keep_from=day_bounds(day)[0], created_at=created_at).pipe(
-        lambda f: f.loc[f["ts"] < pd.Timestamp(day_bounds(day)[1])].reset_index(drop=True)
-    )
+    start, end = day_bounds(day)
+    warm = raw.loc[raw["warmup"].to_numpy()].drop(columns=["warmup"])
+    warm = warm.loc[frames.rows_of(warm, frames.instruments(validated))]
+    bars = frames.concat([warm.assign(filled=False), validated]) if len(warm) else frames.concat([validated])
+    return feature_code.compute(bars, keep_from=start, keep_until=end, created_at=created_at)
 
 
 def load(root: UPath, day: date, features: pd.DataFrame, validation: dict[str, Any]) -> dict[str, Any]:
@@ -176,10 +171,8 @@ def staging_dir(root: UPath, run_key: str) -> UPath:
 
 
 def stage(root: UPath, run_key: str, name: str, frame: pd.DataFrame) -> str:
-    data, _table = parquet_bytes(frame, compression="lz4")
     path = staging_dir(root, run_key) / f"{name}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    write_parquet(path, frame, compression="lz4")
     return str(path)
 
 

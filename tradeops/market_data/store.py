@@ -60,18 +60,55 @@ def code_version() -> str:
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
-def schema_hash(table: pa.Table) -> str:
-    return hashlib.sha256(table.schema.remove_metadata().to_string().encode()).hexdigest()[:16]
+def schema_hash(schema: pa.Schema) -> str:
+    return hashlib.sha256(schema.remove_metadata().to_string().encode()).hexdigest()[:16]
 
 
-def parquet_bytes(frame: pd.DataFrame, compression: str = "zstd") -> tuple[bytes, pa.Table]:
+ROW_GROUP = 131_072  # rows converted to Arrow and written at a time: memory stays flat
+
+
+@dataclass(frozen=True)
+class Written:
+    rows: int
+    bytes: int
+    sha256: str
+    schema_hash: str
+
+
+class _Hashing(io.RawIOBase):
+    """A write-only stream that hashes and counts what passes through to ``sink``."""
+
+    def __init__(self, sink: Any) -> None:
+        super().__init__()
+        self.sink = sink
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.digest.update(view)
+        self.size += view.nbytes
+        self.sink.write(view)
+        return view.nbytes
+
+
+def write_parquet(path: UPath, frame: pd.DataFrame, compression: str = "zstd") -> Written:
+    """Write ``frame`` to ``path`` as Parquet, ``ROW_GROUP`` rows at a time, hashing as it goes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression=compression)
-    return buffer.getvalue(), table
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = pa.Schema.from_pandas(frame.iloc[0:0], preserve_index=False)
+    with path.open("wb") as handle:
+        sink = _Hashing(handle)
+        with pq.ParquetWriter(sink, schema, compression=compression) as writer:
+            for start in range(0, max(len(frame), 1), ROW_GROUP):
+                part = frame.iloc[start : start + ROW_GROUP]
+                writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
+    return Written(len(frame), sink.size, sink.digest.hexdigest(), schema_hash(schema))
 
 
 def read_parquet(path: UPath, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -92,6 +129,14 @@ def atomic_write(path: UPath, data: bytes) -> None:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: UPath) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -115,25 +160,22 @@ class FeatureStore:
         folder.mkdir(parents=True, exist_ok=True)
         files, schemas = [], set()
         for venue, part in features.groupby("venue", observed=True, sort=True):
-            data, table = parquet_bytes(part.reset_index(drop=True))
-            target = folder / f"{venue}.parquet"
-            target.write_bytes(data)
-            schemas.add(schema_hash(table))
+            written = write_parquet(folder / f"{venue}.parquet", part)
+            schemas.add(written.schema_hash)
             files.append(
                 {
                     "path": f"v={version}/{venue}.parquet",
                     "venue": str(venue),
-                    "rows": len(part),
-                    "bytes": len(data),
-                    "sha256": _sha256(data),
+                    "rows": written.rows,
+                    "bytes": written.bytes,
+                    "sha256": written.sha256,
                 }
             )
         sample = _sample(features, SAMPLE_ROWS_PER_VENUE, seed=day.toordinal())
-        data, _table = parquet_bytes(sample)
-        (folder / SAMPLE).write_bytes(data)
+        kept = write_parquet(folder / SAMPLE, sample)
         manifest = {
             "day": day.isoformat(),
-            "sample": {"path": f"v={version}/{SAMPLE}", "rows": len(sample), "sha256": _sha256(data)},
+            "sample": {"path": f"v={version}/{SAMPLE}", "rows": kept.rows, "sha256": kept.sha256},
             "version": version,
             "created_at": datetime.now(UTC).isoformat(),
             "rows": len(features),
@@ -188,7 +230,7 @@ class FeatureStore:
         parts = []
         for entry in manifest["files"]:
             path = self.day_dir(day) / entry["path"]
-            if verify and _sha256(path.read_bytes()) != entry["sha256"]:
+            if verify and _file_sha256(path) != entry["sha256"]:
                 raise ValueError(f"{path}: checksum does not match the manifest")
             parts.append(read_parquet(path, columns))
         if not parts:
@@ -245,18 +287,20 @@ def archive_raw(root: UPath, day: date, bars: pd.DataFrame) -> list[dict[str, An
         frame = part.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
         frame["venue"] = frame["venue"].astype(str)
         frame["symbol"] = frame["symbol"].astype(str)
-        data, _table = parquet_bytes(frame, compression="gzip")
-        digest = _sha256(data)
         target = folder / f"{venue}.parquet"
-        kept = target.exists() and _sha256(target.read_bytes()) == digest
-        if not kept:
-            atomic_write(target, data)
+        aside = folder / f".{venue}.parquet.{uuid.uuid4().hex}"
+        written = write_parquet(aside, frame, compression="gzip")
+        kept = target.exists() and _file_sha256(target) == written.sha256
+        if kept:
+            aside.fs.rm(aside.path)
+        else:
+            aside.fs.mv(aside.path, target.path)
         entries.append(
             {
                 "path": f"raw/date={day.isoformat()}/{venue}.parquet",
-                "rows": len(frame),
-                "bytes": len(data),
-                "sha256": digest,
+                "rows": written.rows,
+                "bytes": written.bytes,
+                "sha256": written.sha256,
                 "unchanged": kept,
             }
         )

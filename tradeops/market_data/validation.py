@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradeops.errors import DataValidationError
 from tradeops.market_data.calendars import CalendarName, expected_minutes
+from tradeops.market_data.frames import as_sorted_category, key_codes, rows_of
 from tradeops.market_data.settings import Action, CheckName, ValidationConfig
 
 if TYPE_CHECKING:
@@ -100,40 +101,130 @@ def validate_day(
     should be there (an instrument with no bars at all is then a gap, not silently absent).
     Never raises for the data: ``ValidationResult.raise_for_failures`` does, once it is logged.
     """
+    import numpy as np
     import pandas as pd
 
+    bars = _sorted(bars)
     findings: list[Finding] = []
     findings += _row_findings(bars, config)
     keys = list(universe) if universe is not None else _keys(bars)
+    screen = _Screen(bars, day, calendars, config)
     completeness: dict[str, dict[str, int]] = {}
-    groups = {key: frame for key, frame in bars.groupby(["venue", "symbol"], observed=True, sort=False)}
-    pieces = []
+    fills = []
     filled = 0
     for venue, symbol in keys:
         calendar = calendars[venue]
-        frame = groups.get((venue, symbol), bars.iloc[0:0])
-        expected = expected_minutes(calendar, day)
-        unique_ts = pd.DatetimeIndex(frame["ts"].unique())
-        missing = expected.difference(unique_ts)
+        expected = screen.expected[calendar]
+        index = screen.index.get((venue, symbol))
+        present = 0 if index is None else int(screen.present[index])
         completeness[f"{venue} {symbol}"] = {
             "expected": len(expected),
-            "present": len(expected) - len(missing),
-            "missing": len(missing),
+            "present": present,
+            "missing": len(expected) - present,
         }
+        if index is not None and not screen.suspect[index] and present == len(expected):
+            continue  # nothing to look at closer: the common case
+        frame = bars.iloc[0:0] if index is None else bars.iloc[screen.starts[index] : screen.ends[index]]
+        missing = expected.difference(pd.DatetimeIndex(frame["ts"].unique()))
         findings += _calendar_findings(venue, symbol, calendar, frame, expected, missing, config)
         findings += _series_findings(venue, symbol, frame, config)
         if config.fill == "ffill" and len(missing):
-            frame, added = _fill(frame, missing, config.max_fill_bars)
-            filled += added
-        pieces.append(frame)
-    kept = pd.concat(pieces, ignore_index=True) if pieces else bars.iloc[0:0].copy()
-    if "filled" not in kept.columns:
-        kept["filled"] = False
-    kept["filled"] = kept["filled"].fillna(False).astype(bool)
+            extra = _fill_rows(frame, missing, config.max_fill_bars)
+            filled += len(extra)
+            fills.append(extra)
     quarantined = _quarantine(findings)
-    drop = kept["venue"].astype(str) + " " + kept["symbol"].astype(str)
-    kept = kept.loc[~drop.isin(list(quarantined))].reset_index(drop=True)
+    out = {(f.venue, f.symbol) for f in findings if f.action == "quarantine"}
+    kept = bars.loc[~rows_of(bars, out)] if out else bars
+    kept = kept.assign(filled=np.zeros(len(kept), dtype=bool)) if "filled" not in kept.columns else kept
+    if fills:
+        extra = pd.concat(fills, ignore_index=True)
+        extra = extra.loc[~rows_of(extra, out)] if out else extra
+        kept = _sorted(pd.concat([kept, extra], ignore_index=True))
+    kept = kept.reset_index(drop=True)
     return ValidationResult(kept, findings, quarantined, completeness, filled, len(keys))
+
+
+class _Screen:
+    """One vectorised pass over every instrument: which ones need a closer look.
+
+    Per instrument (rows sorted by venue, symbol, ts): distinct bars inside its session, whether
+    any bar is off-calendar or duplicated, whether a robust outlier or a stale run appears."""
+
+    def __init__(
+        self, bars: pd.DataFrame, day: date, calendars: Mapping[str, CalendarName], config: ValidationConfig
+    ) -> None:
+        import numpy as np
+        import pandas as pd
+
+        self.expected = {cal: expected_minutes(cal, day) for cal in set(calendars.values())}
+        if len(bars) == 0:
+            self.starts = self.ends = np.zeros(0, dtype="int64")
+            self.index: dict[tuple[str, str], int] = {}
+            self.present = self.suspect = np.zeros(0)
+            return
+        venue_codes, symbol_codes = key_codes(bars)
+        codes = venue_codes * (int(symbol_codes.max()) + 1) + symbol_codes
+        n = len(bars)
+        breaks = np.concatenate(([True], codes[1:] != codes[:-1]))
+        self.starts = np.flatnonzero(breaks)
+        self.ends = np.concatenate((self.starts[1:], [n])).astype("int64")
+        ids = np.cumsum(breaks) - 1
+        groups = len(self.starts)
+        first_rows = bars.iloc[self.starts]
+        pairs = zip(first_rows["venue"].astype(str), first_rows["symbol"].astype(str), strict=True)
+        self.index = {(str(v), str(s)): i for i, (v, s) in enumerate(pairs)}
+        ts = bars["ts"].array.asi8
+        session = np.zeros(n, dtype=bool)
+        names = list(as_sorted_category(bars["venue"]).cat.categories)
+        for cal, minutes in self.expected.items():
+            rows = np.isin(venue_codes, [names.index(v) for v, c in calendars.items() if c == cal and v in names])
+            session[rows] = np.isin(ts[rows], minutes.asi8)
+        repeat = np.concatenate(([False], (ts[1:] == ts[:-1]) & ~breaks[1:]))
+        self.present = np.bincount(ids, weights=(session & ~repeat), minlength=groups)
+        suspect = np.bincount(ids, weights=(~session | repeat), minlength=groups) > 0
+        close = bars["close"].to_numpy("float64")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            returns = np.concatenate(([np.nan], np.diff(np.log(close))))
+        returns[breaks] = np.nan
+        returns[~np.isfinite(returns)] = np.nan
+        series = pd.Series(returns)
+        centre = series.groupby(ids).median().reindex(range(groups)).to_numpy()
+        spread = _MAD_SCALE * (series - centre[ids]).abs().groupby(ids).median().reindex(range(groups)).to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.abs(returns - centre[ids]) / spread[ids]
+        suspect |= np.bincount(ids, weights=np.nan_to_num(z, nan=0.0) > config.outlier_sigmas, minlength=groups) > 0
+        suspect |= np.bincount(ids, weights=_stale_flags(bars, breaks, config.stale_bars), minlength=groups) > 0
+        self.suspect = suspect
+
+
+def _stale_flags(bars: pd.DataFrame, breaks: np.ndarray, length: int) -> np.ndarray:
+    """1.0 on the first bar of each stale run of at least ``length`` bars (runs end at instruments)."""
+    import numpy as np
+
+    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype="float64")
+    if len(prices) == 0:
+        return np.zeros(0)
+    same = np.concatenate(([False], prices[1:, 3] == prices[:-1, 3])) & ~breaks
+    flat = (prices.max(axis=1) == prices.min(axis=1)) & same
+    flat[:-1] |= flat[1:] & ~breaks[1:]
+    edges = np.diff(np.concatenate(([0], flat.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    out = np.zeros(len(prices))
+    out[starts[(ends - starts) >= length]] = 1.0
+    return out
+
+
+def _sorted(bars: pd.DataFrame) -> pd.DataFrame:
+    """``bars`` in (venue, symbol, ts) order (already so when built by ``frames.concat``)."""
+    import numpy as np
+
+    if len(bars) < 2:
+        return bars.reset_index(drop=True)
+    venue, symbol = key_codes(bars)
+    order = np.lexsort((bars["ts"].array.asi8, symbol, venue))
+    if (np.diff(order) == 1).all():
+        return bars.reset_index(drop=True)
+    return bars.take(order).reset_index(drop=True)
 
 
 def _keys(bars: pd.DataFrame) -> list[tuple[str, str]]:
@@ -310,7 +401,7 @@ def _runs(missing: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, int]]:
     return [(missing[bounds[i]], int(bounds[i + 1] - bounds[i])) for i in range(len(bounds) - 1)]
 
 
-def _fill(frame: pd.DataFrame, missing: pd.DatetimeIndex, max_run: int) -> tuple[pd.DataFrame, int]:
+def _fill_rows(frame: pd.DataFrame, missing: pd.DatetimeIndex, max_run: int) -> pd.DataFrame:
     """Flat bars at the previous close (volume 0, ``filled``) for missing runs up to ``max_run``."""
     import pandas as pd
 
@@ -323,14 +414,13 @@ def _fill(frame: pd.DataFrame, missing: pd.DatetimeIndex, max_run: int) -> tuple
         if before.empty:
             continue
         last = before.iloc[-1]
+        price = float(last["close"])
         for offset in range(length):
-            ts = start + pd.Timedelta(minutes=offset)
-            price = float(last["close"])
             rows.append(
                 {
-                    "venue": last["venue"],
-                    "symbol": last["symbol"],
-                    "ts": ts,
+                    "venue": str(last["venue"]),
+                    "symbol": str(last["symbol"]),
+                    "ts": start + pd.Timedelta(minutes=offset),
                     "open": price,
                     "high": price,
                     "low": price,
@@ -339,12 +429,9 @@ def _fill(frame: pd.DataFrame, missing: pd.DatetimeIndex, max_run: int) -> tuple
                     "filled": True,
                 }
             )
-    if not rows:
-        return frame, 0
-    added = pd.DataFrame(rows)
-    added["ts"] = added["ts"].astype("datetime64[us, UTC]")
-    out = pd.concat([frame.assign(filled=frame.get("filled", False)), added], ignore_index=True)
-    return out.sort_values("ts", kind="stable", ignore_index=True), len(rows)
+    out = pd.DataFrame(rows, columns=["venue", "symbol", "ts", "open", "high", "low", "close", "volume", "filled"])
+    out["ts"] = out["ts"].astype("datetime64[us, UTC]")
+    return out
 
 
 def _finding(

@@ -147,6 +147,11 @@ class PaperVenue(Venue):
         return now.astimezone(UTC)
 
     def _enter(self, method: str, *, housekeeping: bool) -> faults.Fault | None:
+        if not housekeeping:
+            # reads that need no housekeeping take the venue's lock only when a fault waits
+            with transaction(self._engine) as conn:
+                if not faults.scheduled(conn, self.name, method):
+                    return None
         with transaction(self._engine) as conn:
             if housekeeping:
                 self._housekeep(conn)

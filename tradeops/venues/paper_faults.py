@@ -91,6 +91,16 @@ def clear(conn: Connection, venue: str) -> int:
 PASS = "pass"  # a schedule entry that lets calls through: how a fault skips the first N calls
 
 
+def scheduled(conn: Connection, venue: str, method: str) -> bool:
+    """Whether any fault waits for ``venue.method`` (a plain read: no lock needed to ask)."""
+    row = conn.execute(
+        select(faults_table.c.id)
+        .where(faults_table.c.venue == venue, faults_table.c.method == method, faults_table.c.remaining > 0)
+        .limit(1)
+    ).first()
+    return row is not None
+
+
 def pop(conn: Connection, venue: str, method: str) -> Fault | None:
     """Consume one occurrence of the oldest fault scheduled for ``venue.method`` (venue locked).
 
