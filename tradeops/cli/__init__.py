@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "tradeops.cli.kafka_cmds",
     "tradeops.cli.setup_cmds",
     "tradeops.cli.stack_cmds",
+    "tradeops.cli.data_cmds",
 )
 
 
