@@ -50,6 +50,28 @@ def test_iterdir_when_prefix_holds_keys_then_lists_exactly_them(prefix: ObjectSt
     assert second == ["a.json", "b.json", "d.json"]
 
 
+def test_iterdir_when_another_client_wrote_then_seen_only_after_invalidate_cache(
+    prefix: ObjectStoragePath, s3_store: S3Store
+) -> None:
+    """One S3FileSystem serves every path of a connection in the process, and s3fs caches listings:
+    a key another writer (another task's process, a pod) stored after a listing stays invisible,
+    to ``iterdir()`` and to ``exists()`` alike, until the cache is dropped."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    (prefix / "a.json").write_bytes(b"{}")
+    assert [p.name for p in prefix.iterdir()] == ["a.json"]
+    other_key = (prefix / "b.json").key
+    S3Hook(aws_conn_id=s3_store.conn_id).load_bytes(b"[]", key=other_key, bucket_name=s3_store.bucket)
+
+    stale = sorted(p.name for p in prefix.iterdir())
+    prefix.fs.invalidate_cache()
+    fresh = sorted(p.name for p in prefix.iterdir())
+
+    assert stale == ["a.json"]
+    assert fresh == ["a.json", "b.json"]
+    assert (prefix / "b.json").exists()
+
+
 def test_write_bytes_when_key_exists_then_read_returns_new_bytes(prefix: ObjectStoragePath) -> None:
     path = prefix / "state.txt"
     path.write_bytes(b"first version, longer")
