@@ -20,7 +20,7 @@ help:
 	@echo "make lint    ruff"
 	@echo "make bench   kill-switch latency and event throughput against the running stack (make run first)"
 	@echo "make reset   stop and delete all local state (.local/, except the Kafka jar cache)"
-	@echo "make lock    re-resolve and pin requirements.txt"
+	@echo "make lock    re-resolve and pin requirements.txt (UPGRADE=1: newest versions, not the current pins)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,13 +64,26 @@ reset: $(STAMP)
 	find .local/kafka -mindepth 1 -maxdepth 1 ! -name libs -exec rm -rf {} + 2>/dev/null || true
 	@echo "local state deleted; 'make run' starts from the seeded defaults"
 
+# The top-level packages; everything else in requirements.txt is what they pull in. uv resolves the
+# set (pip's resolver backtracks for a long time between aiobotocore's narrow botocore range and
+# boto3), keeping each version already in requirements.txt that still fits (`make lock UPGRADE=1`
+# takes the newest of everything instead); pip installs it and its freeze is the lock, in pip's
+# spelling. setuptools is removed first so it is pinned only if something needs it at run time.
+LOCK_PACKAGES := "apache-airflow==3.3.2" apache-airflow-providers-apache-kafka \
+  apache-airflow-providers-cncf-kubernetes apache-airflow-providers-common-messaging \
+  apache-airflow-providers-standard "apache-airflow-providers-amazon[s3fs]>=9.39.0" \
+  confluent-kafka ccxt requests boto3 pandas "pandera[pandas]" exchange-calendars scikit-learn mlflow \
+  pytest pyyaml sqlalchemy "psycopg[binary]"
+
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet --upgrade pip
-	.lock-venv/bin/pip install --quiet "apache-airflow==3.3.2" apache-airflow-providers-apache-kafka \
-	  apache-airflow-providers-cncf-kubernetes apache-airflow-providers-common-messaging \
-	  apache-airflow-providers-standard confluent-kafka ccxt requests boto3 pandas exchange-calendars scikit-learn mlflow \
-	  pytest pyyaml sqlalchemy
+	.lock-venv/bin/pip install --quiet --upgrade pip "uv==0.13.9"
+	.lock-venv/bin/pip uninstall --quiet --yes setuptools
+	printf '%s\n' $(LOCK_PACKAGES) > .lock-venv/top.in
+	cp requirements.txt .lock-venv/resolved.txt
+	.lock-venv/bin/uv pip compile --quiet --no-header --no-annotate --python .lock-venv/bin/python \
+	  $(if $(UPGRADE),--upgrade) .lock-venv/top.in -o .lock-venv/resolved.txt
+	.lock-venv/bin/pip install --quiet -r .lock-venv/resolved.txt
 	{ echo "# The whole resolved dependency set, pinned (Python 3.11/3.12). Regenerate with: make lock"; \
-	  .lock-venv/bin/pip freeze; } > requirements.txt
+	  .lock-venv/bin/pip freeze --all --exclude pip --exclude uv; } > requirements.txt
 	rm -rf .lock-venv

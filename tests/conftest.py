@@ -62,7 +62,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             terminalreporter.write_line(f"{name:40s} {cold * 1000:8.1f} ms {warm * 1000:8.1f} ms")
 
 
-pytest_plugins: list[str] = ["tests.fixtures.paper", "tests.fixtures.kafka", "tests.fixtures.postgres"]
+pytest_plugins: list[str] = [
+    "tests.fixtures.paper",
+    "tests.fixtures.kafka",
+    "tests.fixtures.postgres",
+    "tests.fixtures.s3",
+]
 
 
 @pytest.fixture(scope="session")
