@@ -225,6 +225,7 @@ def alerts(result: HealthResult, where: str, report: str | None) -> list[DataAle
 
 def load_state(root: UPath) -> dict[str, Any]:
     path = root / STATE
+    path.fs.invalidate_cache(path.parent.path)  # written by the previous run's process
     if not path.exists():
         return {}
     return dict(json.loads(path.read_bytes()))

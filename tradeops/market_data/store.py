@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradeops.config import PROJECT_ROOT, Settings
 from tradeops.market_data.registry import FEATURE_NAMES, REGISTRY_VERSION
 
 if TYPE_CHECKING:
@@ -47,6 +48,35 @@ def store_url(configured: str, project_root: Path) -> str:
         return configured
     path = Path(configured)
     return (path if path.is_absolute() else project_root / path).resolve().as_uri()
+
+
+def open_root(settings: Settings) -> UPath:
+    """The store's root outside Airflow (CLI, benchmarks): ``file://`` directly; ``s3://`` with the
+    keys and endpoint of ``store_conn_id`` read from ``AIRFLOW_CONN_<ID>`` (Airflow's JSON form),
+    else the default AWS credential chain. Tasks use ``ObjectStoragePath`` with the connection."""
+    import os
+
+    from upath import UPath
+
+    config = settings.market_data
+    url = store_url(config.store_url, PROJECT_ROOT)
+    if not url.startswith("s3://") or not config.store_conn_id:
+        return UPath(url)
+    raw = os.environ.get(f"AIRFLOW_CONN_{config.store_conn_id.upper()}")
+    if not raw:
+        return UPath(url)
+    conn = json.loads(raw)
+    extra = conn.get("extra") or {}
+    extra = json.loads(extra) if isinstance(extra, str) else extra
+    options: dict[str, Any] = {}
+    if conn.get("login"):
+        options.update(key=conn["login"], secret=conn.get("password") or "")
+    client = {
+        k: v for k, v in (("endpoint_url", extra.get("endpoint_url")), ("region_name", extra.get("region_name"))) if v
+    }
+    if client:
+        options["client_kwargs"] = client
+    return UPath(url, **options)
 
 
 def code_version() -> str:
@@ -127,6 +157,12 @@ def atomic_write(path: UPath, data: bytes) -> None:
     path.fs.mv(aside.path, path.path)
 
 
+def _forget_listings(path: UPath) -> None:
+    """Drop the cached listings under ``path``: object-store clients (s3fs) cache listings per
+    process, so a file another task wrote would stay invisible."""
+    path.fs.invalidate_cache(path.path)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -148,6 +184,7 @@ class FeatureStore:
 
     def manifest(self, day: date) -> dict[str, Any] | None:
         path = self.day_dir(day) / MANIFEST
+        _forget_listings(path.parent)
         if not path.exists():
             return None
         return dict(json.loads(path.read_bytes()))
@@ -256,6 +293,7 @@ class FeatureStore:
     def days(self) -> list[date]:
         """Every day that has a manifest, oldest first."""
         base = self.root / "features"
+        _forget_listings(base)
         if not base.exists():
             return []
         found = []
