@@ -1,7 +1,8 @@
 """Benchmark of the feature drift check: false alarms on noise, detection of drift, time per call.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_drift.py                 # the figures in docs/benchmarks.md
-    PYTHONPATH=. .venv/bin/python scripts/bench_drift.py --sizes 180,500 --min-samples 100 --target rsi_14
+    PYTHONPATH=. .venv/bin/python scripts/bench_drift.py --sizes 180,500 --min-samples 100 --windows 0 \
+        --targets rsi_14,rv_30 --skip-large                               # detection only, other features
 
 Twenty simulated features shaped like the registry's (fat-tailed returns, log-normal volatilities,
 a bounded oscillator, zero-inflated and discrete features, 1 % missing in two of them), correlated
@@ -10,7 +11,7 @@ through a latent Gaussian block structure. For each window size:
 - noise: windows drawn from the reference's own distribution, in chains of ``--chain`` hourly runs
   against one reference (the state carried as the DAG carries it); the share of windows whose
   overall level is critical, and warning-or-worse;
-- drift: from the first window on, one feature (``--target``) gets a mean shift of 0.5 sd, its
+- drift: from the first window on, one feature (each of ``--targets``) gets a mean shift of 0.5 sd, its
   variance doubled, or 15 % of its values removed; the share of trials that are critical within
   ``consecutive_windows`` windows (the earliest possible), flagged in the first window, the mean
   windows to critical (within twice k), and how often any other feature or the correlation check
@@ -156,11 +157,11 @@ def noise(
 def detection(
     size: int,
     kind: str,
+    target: str,
     args: argparse.Namespace,
     config: DriftConfig,
     rng: np.random.Generator,
     units: dict[str, Moments],
-    times: list[float],
 ) -> dict[str, float]:
     k, horizon = config.consecutive_windows, 2 * config.consecutive_windows
     found: list[int] = []  # windows to critical, per trial (0 = not within the horizon)
@@ -171,14 +172,14 @@ def detection(
             reference = simulate(rng, args.reference_rows)
         state, when, other = None, 0, False
         for window in range(1, horizon + 1):
-            current = inject(simulate(rng, size), args.target, kind, units[args.target], rng)
-            result = _timed(times, reference, current, config, state)
+            current = inject(simulate(rng, size), target, kind, units[target], rng)
+            result = assess(reference, current, config, state)
             state = result.state
-            target = result.feature(args.target)
-            first_flagged += window == 1 and target.flagged
-            other |= any(item.name != args.target for item in result.flagged)
+            drifting = result.feature(target)
+            first_flagged += window == 1 and drifting.flagged
+            other |= any(item.name != target for item in result.flagged)
             other |= result.correlation.level in ("warning", "critical")
-            if target.level == "critical":
+            if drifting.level == "critical":
                 when = window
                 break
         found.append(when)
@@ -212,55 +213,68 @@ def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.1f} %"
 
 
+def _noise_table(sizes: list[int], args: argparse.Namespace, config: DriftConfig, rng: np.random.Generator) -> None:
+    print(
+        "| window (rows) | noise windows | critical | warning or worse | flagged feature-windows | assess ms (median) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for size in sizes:
+        times: list[float] = []
+        calm = noise(size, args, config, rng, times)
+        print(
+            f"| {size:,} | {calm['windows']:,} | {_pct(calm['critical'])} | {_pct(calm['alert'])} "
+            f"| {_pct(calm['feature'])} | {1000 * statistics.median(times):.1f} |"
+        )
+
+
+def _drift_table(sizes: list[int], args: argparse.Namespace, config: DriftConfig, rng: np.random.Generator) -> None:
+    units = moments(rng)
+    print(
+        "| window (rows) | drifting feature | drift | critical within k | flagged in window 1 "
+        "| mean windows to critical | any other feature or pair flagged |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for size in sizes:
+        for target in args.targets.split(","):
+            for kind in KINDS:
+                found = detection(size, kind, target, args, config, rng, units)
+                print(
+                    f"| {size:,} | {target} | {kind} | {_pct(found['within_k'])} | {_pct(found['first'])} "
+                    f"| {found['mean_windows']:.2f} | {_pct(found['others'])} |"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="60,180,1440,42000", help="window sizes (rows), comma-separated")
-    parser.add_argument("--windows", type=int, default=1000, help="noise windows per size")
+    parser.add_argument("--windows", type=int, default=1000, help="noise windows per size (0: skip)")
     parser.add_argument("--chain", type=int, default=50, help="noise windows per reference")
-    parser.add_argument("--trials", type=int, default=100, help="drift trials per kind and size")
+    parser.add_argument("--trials", type=int, default=100, help="drift trials per kind, feature and size (0: skip)")
     parser.add_argument("--reference-rows", type=int, default=50_000)
-    parser.add_argument("--target", default="ret_1", choices=NAMES, help="the feature that drifts")
+    parser.add_argument("--targets", default="ret_1", help=f"drifting features, comma-separated, of {NAMES}")
     parser.add_argument("--min-samples", type=int, default=None, help="override DriftConfig.min_samples")
     parser.add_argument("--skip-large", action="store_true", help="skip the 30 x 500k x 50k timing")
     parser.add_argument("--seed", type=int, default=20261201)
     args = parser.parse_args()
-    overrides = {} if args.min_samples is None else {"min_samples": args.min_samples}
-    config = DriftConfig(**overrides)
+    unknown = set(args.targets.split(",")) - set(NAMES)
+    if unknown:
+        parser.error(f"unknown targets {sorted(unknown)}; known: {NAMES}")
+    config = DriftConfig(**({} if args.min_samples is None else {"min_samples": args.min_samples}))
     rng = np.random.default_rng(args.seed)
-    units = moments(rng)
+    sizes = [int(part) for part in args.sizes.split(",")]
     print(
-        f"drift benchmark: {len(NAMES)} features, reference {args.reference_rows:,} rows, drift on "
-        f"{args.target}, min_samples {config.min_samples}, k {config.consecutive_windows}, "
-        f"FDR {config.fdr_alpha}, {args.windows} noise windows and {args.trials} trials per drift per size\n"
+        f"drift benchmark: {len(NAMES)} features, reference {args.reference_rows:,} rows, min_samples "
+        f"{config.min_samples}, k {config.consecutive_windows}, FDR {config.fdr_alpha}, seed {args.seed}\n"
     )
-    print(
-        "| window | noise: critical | noise: warning or worse | noise: flagged feature-windows "
-        "| drift | critical within k | flagged in window 1 | mean windows to critical | others flagged "
-        "| assess ms (median) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for size in (int(part) for part in args.sizes.split(",")):
-        times: list[float] = []
-        calm = noise(size, args, config, rng, times)
-        rows = [(kind, detection(size, kind, args, config, rng, units, times)) for kind in KINDS]
-        ms = 1000 * statistics.median(times)
-        for i, (kind, found) in enumerate(rows):
-            lead = (
-                (
-                    f"| {size:,} ({calm['windows']} windows) | {_pct(calm['critical'])} | {_pct(calm['alert'])} "
-                    f"| {_pct(calm['feature'])} "
-                )
-                if i == 0
-                else "| | | | "
-            )
-            timing = f"{ms:.1f}" if i == 0 else ""
-            print(
-                f"{lead}| {kind} | {_pct(found['within_k'])} | {_pct(found['first'])} | "
-                f"{found['mean_windows']:.2f} | {_pct(found['others'])} | {timing} |"
-            )
+    if args.windows:
+        _noise_table(sizes, args, config, rng)
+        print()
+    if args.trials:
+        _drift_table(sizes, args, config, rng)
+        print()
     if not args.skip_large:
         seconds = large_case_seconds(rng, config)
-        print(f"\nassess(): 30 features, reference 500,000 rows, current 50,000 rows: {seconds:.3f} s (median of 5)")
+        print(f"assess(): 30 features, reference 500,000 rows, current 50,000 rows: {seconds:.3f} s (median of 5)")
 
 
 if __name__ == "__main__":

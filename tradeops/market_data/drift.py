@@ -432,7 +432,7 @@ def _correlation(
     lead, limit = pairs[0], config.correlation_critical if severe else config.correlation_warning
     reason = (
         f"corr({lead.first}, {lead.second}) {lead.reference:.2f} -> {lead.current:.2f} "
-        f"(change {abs(lead.current - lead.reference):.2f} > {limit:g}, q={lead.q_value:.2g}), "
+        f"(change {abs(lead.current - lead.reference):.2f} > {limit:g}, {_q(lead.q_value)}), "
         f"{_streak_text(streak, severe, config.consecutive_windows)}"
     )
     if fired.sum() > 1:
@@ -443,6 +443,10 @@ def _correlation(
 
 # ---------------------------------------------------------------------------------------------
 # Levels and reasons
+
+
+def _q(value: float) -> str:
+    return f"q={value:.2g}" if value > 0 else "q<1e-300"  # below that, the p-value underflowed
 
 
 def _streak_text(streak: int, severe: bool, needed: int) -> str:
@@ -460,12 +464,12 @@ def _reason(j: int, item: dict[str, Any], checks: _Checks, config: DriftConfig) 
     if checks.fired["spread"][0][j]:
         effects.append(f"spread x{item['spread_ratio']:.2f}, beyond x{limit('spread'):g}")
     if effects:
-        parts.append(f"{', '.join(effects)} (ks D {item['ks_statistic']:.3f}, q={checks.q[j, 0]:.2g})")
+        parts.append(f"{', '.join(effects)} (ks D {item['ks_statistic']:.3f}, {_q(checks.q[j, 0])})")
     if checks.fired["missing"][0][j]:
         rise = item["missing_current"] - item["missing_reference"]
         parts.append(
             f"missing {item['missing_current']:.1%} vs {item['missing_reference']:.1%} in the reference "
-            f"(+{rise:.1%} > {limit('missing'):.0%}, q={checks.q[j, 1]:.2g})"
+            f"(+{rise:.1%} > {limit('missing'):.0%}, {_q(checks.q[j, 1])})"
         )
     return ", ".join([*parts, _streak_text(item["streak"], bool(checks.any(1)[j]), config.consecutive_windows)])
 

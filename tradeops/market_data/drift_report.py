@@ -168,7 +168,8 @@ def _distributions(shown: Sequence[FeatureDrift], reference: pd.DataFrame, curre
         if after.size:
             axis.hist(np.clip(after, low, high), bins=edges, density=True, histtype="step", label="current")
         axis.set_title(f"{item.name}: {item.level}, PSI {_figure(item.psi, '{:.2f}')}", fontsize=9)
-        axis.set_xlabel(f"missing {_pair(item.missing_current, item.missing_reference)}", fontsize=8)
+        missing = _pair(item.missing_current, item.missing_reference)
+        axis.set_xlabel(f"missing {missing}; the outer 0.1 % in the end bins", fontsize=8)
         axis.legend(fontsize=7)
     for axis in axes[len(shown) :]:
         axis.set_visible(False)
