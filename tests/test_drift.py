@@ -11,11 +11,19 @@ import pytest
 from pydantic import ValidationError
 from scipy import stats
 
-from tradeops.market_data.drift import DriftAssessment, DriftState, _ks_statistic, assess, benjamini_hochberg
+from tradeops.market_data.drift import (
+    DriftAssessment,
+    DriftState,
+    _ks_statistic,
+    _spearman,
+    assess,
+    benjamini_hochberg,
+)
 from tradeops.market_data.drift_config import DriftConfig
 from tradeops.market_data.drift_report import render
 
 T4_SD = np.sqrt(2.0)  # standard deviation of Student's t with 4 degrees of freedom
+RSI_SD = 19.27  # standard deviation of the RSI-like feature, 100 / (1 + exp(-0.9 z))
 
 
 def features(rng: np.random.Generator, rows: int, columns: int = 10) -> pd.DataFrame:
@@ -90,6 +98,7 @@ def test_assess_when_window_below_min_samples_then_info_and_nothing_flagged() ->
     assert not result.flagged
     assert {item.reason for item in result.features} == {"too few samples: 60"}
     assert result.state.streaks["f0"] == 2  # an undecided window neither extends nor resets a streak
+    assert result.feature("f0").streak == 2
 
 
 def test_assess_when_tiny_shift_with_a_million_samples_then_significant_but_not_flagged() -> None:
@@ -110,6 +119,10 @@ def _mean_shift(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(f0=frame["f0"] + 0.5 * T4_SD)
 
 
+def _mean_shift_bounded(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(f2=frame["f2"] + 0.5 * RSI_SD)
+
+
 def _variance_x2(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(f2=50 + (frame["f2"] - 50) * np.sqrt(2.0))
 
@@ -123,11 +136,13 @@ def _missing_15(frame: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize(
     ("inject", "name", "reason"),
     [
-        (_mean_shift, "f0", r"^psi 0\.\d\d > 0\.3 \(ks D 0\.\d+, q[=<]\S+\)"),
+        (_mean_shift, "f0", r"^psi 0\.\d\d > 0\.3, median shift \+0\.\d\d sd, beyond 0\.4 \(ks D 0\.\d+, q[=<]\S+\)"),
+        # Near-normal: PSI 0.24 is only a warning; the shift of the median is what makes it critical.
+        (_mean_shift_bounded, "f2", r"^psi 0\.2\d > 0\.2, median shift \+0\.[45]\d sd, beyond 0\.4 \(ks D"),
         (_variance_x2, "f2", r"spread x1\.[45]\d, beyond x1\.3 \(ks D 0\.\d+, q[=<]\S+\)"),
         (_missing_15, "f1", r"^missing 1[45]\.\d% vs 0\.0% in the reference \(\+1[45]\.\d% > 10%"),
     ],
-    ids=["mean shift 0.5 sd", "variance x2", "15 % missing"],
+    ids=["mean shift 0.5 sd", "mean shift 0.5 sd, near-normal", "variance x2", "15 % missing"],
 )
 def test_assess_when_one_feature_drifts_then_flagged_with_reason_and_critical_after_k_windows(
     inject, name, reason
@@ -248,6 +263,14 @@ def test_ks_statistic_when_compared_with_scipy_then_equal_including_ties() -> No
     for ref, cur in samples:
         expected = stats.ks_2samp(ref, cur).statistic
         assert _ks_statistic(np.sort(ref), np.sort(cur)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_spearman_when_compared_with_scipy_then_equal_including_ties() -> None:
+    rng = np.random.default_rng(18)
+    z = rng.standard_normal((3_000, 3))
+    matrix = np.column_stack([z[:, 0], np.round(z[:, 0] + z[:, 1]), np.maximum(z[:, 2] - z[:, 0], 0)])
+    corr, count = _spearman(matrix, np.arange(3), rows=10_000)
+    assert np.allclose(corr, stats.spearmanr(matrix).statistic) and (count == 3_000).all()
 
 
 def test_benjamini_hochberg_when_compared_with_scipy_then_equal() -> None:

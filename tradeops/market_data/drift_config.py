@@ -37,7 +37,12 @@ class DriftConfig(BaseModel):
     # Missing values: the rise of the window's missing share over the reference's.
     missing_warning: float = Field(default=0.05, gt=0, lt=1)
     missing_critical: float = Field(default=0.10, gt=0, le=1)
+    # Shift: how far the median moved, in robust standard deviations of the reference (interdecile
+    # range / 2.563). Critical below 0.5 so that a 0.5-sigma shift is caught with margin for noise.
+    shift_warning: float = Field(default=0.25, gt=0)
+    shift_critical: float = Field(default=0.4, gt=0)
     # Spread: the window's interdecile range over the reference's (or its inverse, if it shrank).
+    # Critical below sqrt(2) so that a doubled variance is caught with margin for noise.
     spread_warning: float = Field(default=1.2, gt=1)
     spread_critical: float = Field(default=1.3, gt=1)
     # The reference's robust range (reported: the share of the window's values outside it).
@@ -65,6 +70,11 @@ class DriftConfig(BaseModel):
     @classmethod
     def _missing_order(cls, value: float, info: ValidationInfo) -> float:
         return _above(info, value, "missing_warning")
+
+    @field_validator("shift_critical")
+    @classmethod
+    def _shift_order(cls, value: float, info: ValidationInfo) -> float:
+        return _above(info, value, "shift_warning")
 
     @field_validator("spread_critical")
     @classmethod

@@ -98,12 +98,13 @@ def _markdown(assessment: DriftAssessment) -> str:
         "",
         "## All features",
         "",
-        "| feature | level | PSI | spread | KS D | JS | missing (window / reference) "
+        "| feature | level | PSI | median shift (sd) | spread | KS D | JS | missing (window / reference) "
         "| outside range (window / reference) | q (distribution / missing) | streak |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {item.name} | {item.level} | {_figure(item.psi)} | {_figure(item.spread_ratio, 'x{:.2f}')} | "
+        f"| {item.name} | {item.level} | {_figure(item.psi)} | {_figure(item.shift, '{:+.2f}')} | "
+        f"{_figure(item.spread_ratio, 'x{:.2f}')} | "
         f"{_figure(item.ks_statistic)} | {_figure(item.js_distance)} | "
         f"{_pair(item.missing_current, item.missing_reference)} | "
         f"{_pair(item.outside_current, item.outside_reference)} | {_q_values(item)} | {item.streak} |"
@@ -118,7 +119,8 @@ def _thresholds(assessment: DriftAssessment) -> str:
     c = assessment.config
     low, high = c["range_quantiles"]
     return (
-        f"Thresholds (warning / critical): PSI {c['psi_warning']} / {c['psi_critical']}; spread (interdecile "
+        f"Thresholds (warning / critical): PSI {c['psi_warning']} / {c['psi_critical']}; median shift "
+        f"{c['shift_warning']} / {c['shift_critical']} robust sd; spread (interdecile "
         f"range) x{c['spread_warning']} / x{c['spread_critical']}; missing +{c['missing_warning']:.0%} / "
         f"+{c['missing_critical']:.0%}; correlation change {c['correlation_warning']} / "
         f"{c['correlation_critical']}. Significance: Benjamini-Hochberg at {c['fdr_alpha']}; critical after "
