@@ -4,9 +4,11 @@
 window, or the store's previous 30 days) in two checks:
 
 - distribution: is it different (the KS test and the chi-square test of the PSI bins, the
-  stronger of the two, Bonferroni-corrected) and by how much: PSI on reference-quantile bins, or
-  the ratio of interdecile ranges. PSI on deciles barely sees a variance change (variance x2 is
-  PSI 0.14 on a normal feature, 0.11 on a t(4) return); the spread ratio is sqrt(2) for any shape;
+  stronger of the two, Bonferroni-corrected) and by how much: PSI on reference-quantile bins, the
+  shift of the median in robust standard deviations of the reference, or the ratio of interdecile
+  ranges. PSI alone rates a shape-dependent mix: a 0.5-sigma shift is PSI 0.24 on a normal feature
+  but 0.48 on a t(3) return, and variance x2 only 0.14 and 0.11; shift and spread measure those
+  two changes the same way whatever the shape;
 - missing values: the rise of the window's missing share over the reference's (one-sided Fisher
   exact test).
 
@@ -41,7 +43,8 @@ if TYPE_CHECKING:
 
 Level = Literal["ok", "info", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "info", "warning", "critical")  # in rising severity
-_SPREAD = np.array([0.1, 0.9])  # the interdecile range: robust, and defined for zero-inflated features
+_DECILES = np.array([0.1, 0.5, 0.9])  # robust centre and spread, defined for zero-inflated features too
+_SIGMAS_PER_SPREAD = 2.5631  # interdecile range of a normal distribution, in standard deviations
 _MAX_PAIRS = 20  # fired correlation pairs kept in an assessment
 _SPEARMAN_VAR = 1.06  # var(atanh(Spearman rho)) * (n - 3), Fieller, Hartley and Pearson (1957)
 
@@ -55,27 +58,30 @@ class _Record:
     """to_dict / from_dict for the frozen result records: plain JSON (NaN becomes null)."""
 
     __slots__ = ()
-    _nested: ClassVar[dict[str, type]] = {}  # field -> record type of its items (a tuple of them)
+    _nested: ClassVar[dict[str, Any]] = {}  # field -> its record type (of each item, for a tuple)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if f.name in self._nested:
+            if isinstance(value, tuple):
                 value = [item.to_dict() for item in value]
+            elif f.name in self._nested:
+                value = value.to_dict()
             elif isinstance(value, float):
                 value = float(value) if math.isfinite(value) else None
-            data[f.name] = value
+            data[f.name] = dict(value) if isinstance(value, dict) else value
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
         kwargs = {f.name: data[f.name] for f in fields(cls)}  # type: ignore[arg-type]
         for f in fields(cls):  # type: ignore[arg-type]
-            if f.name in cls._nested:
-                kwargs[f.name] = tuple(cls._nested[f.name].from_dict(item) for item in kwargs[f.name])
+            value, kind = kwargs[f.name], cls._nested.get(f.name)
+            if kind is not None:
+                kwargs[f.name] = tuple(map(kind.from_dict, value)) if isinstance(value, list) else kind.from_dict(value)
             elif f.type == "float":
-                kwargs[f.name] = math.nan if kwargs[f.name] is None else float(kwargs[f.name])
+                kwargs[f.name] = math.nan if value is None else float(value)
         return cls(**kwargs)
 
 
@@ -112,6 +118,7 @@ class FeatureDrift(_Record):
     ks_statistic: float
     ks_p: float
     chi2_p: float  # chi-square test of the PSI bins
+    shift: float  # median, window minus reference, in robust sd of the reference (interdecile range / 2.563)
     spread_ratio: float  # interdecile range, window over reference
     distribution_q: float  # BH q-value of the distribution check
     missing_current: float
@@ -148,8 +155,10 @@ class CorrelationDrift(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class DriftAssessment:
+class DriftAssessment(_Record):
     """The verdict on one window; ``state`` is what the caller stores for the next run."""
+
+    _nested: ClassVar[dict[str, Any]] = {"features": FeatureDrift, "correlation": CorrelationDrift, "state": DriftState}
 
     level: Level
     summary: str
@@ -172,27 +181,6 @@ class DriftAssessment:
                 return item
         raise KeyError(f"no feature '{name}' in this assessment")
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data.update(
-            features=[item.to_dict() for item in self.features],
-            correlation=self.correlation.to_dict(),
-            state=self.state.to_dict(),
-            config=dict(self.config),
-        )
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DriftAssessment:
-        kwargs = {f.name: data[f.name] for f in fields(cls)}
-        kwargs.update(
-            features=tuple(FeatureDrift.from_dict(item) for item in data["features"]),
-            correlation=CorrelationDrift.from_dict(data["correlation"]),
-            state=DriftState.from_dict(data["state"]),
-            config=dict(data["config"]),
-        )
-        return cls(**kwargs)
-
 
 # ---------------------------------------------------------------------------------------------
 # Statistics per column: each column sorted once, everything else searches in the sorted values
@@ -208,8 +196,8 @@ class _Columns:
     bins_cur: np.ndarray
     out_ref: np.ndarray  # values outside the reference's robust range
     out_cur: np.ndarray
-    spread_ref: np.ndarray  # interdecile range (NaN when empty)
-    spread_cur: np.ndarray
+    deciles_ref: np.ndarray  # (features, 3): 10th, 50th, 90th percentile (NaN when empty)
+    deciles_cur: np.ndarray
     ks: np.ndarray  # two-sample KS statistic (NaN when a side is empty)
 
 
@@ -250,7 +238,8 @@ def _columns(ref: np.ndarray, cur: np.ndarray, config: DriftConfig) -> _Columns:
     span = np.asarray(config.range_quantiles)
     counts = {name: np.zeros(features, np.int64) for name in ("n_ref", "n_cur", "out_ref", "out_cur")}
     bins = {name: np.zeros((features, config.bins)) for name in ("bins_ref", "bins_cur")}
-    floats = {name: np.full(features, np.nan) for name in ("spread_ref", "spread_cur", "ks")}
+    deciles = {name: np.full((features, 3), np.nan) for name in ("deciles_ref", "deciles_cur")}
+    ks = np.full(features, np.nan)
     for j in range(features):
         rs, cs = _sorted_finite(ref[:, j]), _sorted_finite(cur[:, j])
         counts["n_ref"][j], counts["n_cur"][j] = rs.size, cs.size
@@ -263,10 +252,10 @@ def _columns(ref: np.ndarray, cur: np.ndarray, config: DriftConfig) -> _Columns:
                 bins[f"bins_{side}"][j] = np.diff(cumulative, prepend=0, append=ordered.size)
                 outside = np.searchsorted(ordered, low, "left") + ordered.size - np.searchsorted(ordered, high, "right")
                 counts[f"out_{side}"][j] = outside
-                floats[f"spread_{side}"][j] = np.diff(_quantiles(ordered, _SPREAD))[0]
+                deciles[f"deciles_{side}"][j] = _quantiles(ordered, _DECILES)
         if cs.size:
-            floats["ks"][j] = _ks_statistic(rs, cs)
-    return _Columns(**counts, **bins, **floats)
+            ks[j] = _ks_statistic(rs, cs)
+    return _Columns(**counts, **bins, **deciles, ks=ks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,7 +328,8 @@ class _Checks:
 
 
 def _checks(effects: dict[str, np.ndarray], p: np.ndarray, decided: np.ndarray, config: DriftConfig) -> _Checks:
-    """``effects``: psi, spread (ratio folded above 1), missing (rise); ``p``, ``decided``: (features, 2)."""
+    """``effects``: psi, shift (absolute), spread (ratio folded above 1), missing (rise) per feature;
+    ``p``, ``decided``: (features, 2) for the distribution and missing checks."""
     q = benjamini_hochberg(np.where(decided, p, np.nan))
     significant = decided & (q <= config.fdr_alpha)
     fired = {}
@@ -461,6 +451,8 @@ def _reason(j: int, item: dict[str, Any], checks: _Checks, config: DriftConfig) 
     parts, effects = [], []
     if checks.fired["psi"][0][j]:
         effects.append(f"psi {item['psi']:.2f} > {limit('psi'):g}")
+    if checks.fired["shift"][0][j]:
+        effects.append(f"median shift {item['shift']:+.2f} sd, beyond {limit('shift'):g}")
     if checks.fired["spread"][0][j]:
         effects.append(f"spread x{item['spread_ratio']:.2f}, beyond x{limit('spread'):g}")
     if effects:
@@ -474,43 +466,50 @@ def _reason(j: int, item: dict[str, Any], checks: _Checks, config: DriftConfig) 
     return ", ".join([*parts, _streak_text(item["streak"], bool(checks.any(1)[j]), config.consecutive_windows)])
 
 
+def _figures(cols: _Columns, rows: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The per-feature figures of ``FeatureDrift``, as arrays over features."""
+    psi, js, chi2_p = _psi_js_chi2(cols)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread_ref, spread_cur = (
+            np.where(d[:, 2] > d[:, 0], d[:, 2] - d[:, 0], np.nan) for d in (cols.deciles_ref, cols.deciles_cur)
+        )
+        return {
+            "psi": psi,
+            "js_distance": js,
+            "ks_statistic": cols.ks,
+            "ks_p": _ks_p(cols),
+            "chi2_p": chi2_p,
+            "shift": (cols.deciles_cur[:, 1] - cols.deciles_ref[:, 1]) / (spread_ref / _SIGMAS_PER_SPREAD),
+            "spread_ratio": spread_cur / spread_ref,
+            "missing_current": 1 - cols.n_cur / rows[0],
+            "missing_reference": 1 - cols.n_ref / rows[1],
+            "outside_current": cols.out_cur / cols.n_cur,
+            "outside_reference": cols.out_ref / cols.n_ref,
+        }
+
+
 def _features(
     names: list[str], cols: _Columns, rows: tuple[int, int], config: DriftConfig, previous: DriftState
 ) -> tuple[FeatureDrift, ...]:
-    rows_cur, rows_ref = rows
-    psi, js, chi2_p = _psi_js_chi2(cols)
-    ks_p = _ks_p(cols)
-    missing_cur, missing_ref = 1 - cols.n_cur / rows_cur, 1 - cols.n_ref / rows_ref
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out_cur, out_ref = cols.out_cur / cols.n_cur, cols.out_ref / cols.n_ref
-        ratio = np.where((cols.spread_ref > 0) & (cols.spread_cur > 0), cols.spread_cur / cols.spread_ref, np.nan)
+    figures = _figures(cols, rows)
     enough = (cols.n_cur >= config.min_samples) & (cols.n_ref >= config.min_samples)
-    missing_p = _rise_p(rows_cur - cols.n_cur, rows_cur, rows_ref - cols.n_ref, rows_ref)
-    p = np.column_stack([np.minimum(1.0, 2 * np.fmin(ks_p, chi2_p)), missing_p])
-    effects = {"psi": psi, "spread": np.exp(np.abs(np.log(ratio))), "missing": missing_cur - missing_ref}
+    missing_p = _rise_p(rows[0] - cols.n_cur, rows[0], rows[1] - cols.n_ref, rows[1])
+    p = np.column_stack([np.minimum(1.0, 2 * np.fmin(figures["ks_p"], figures["chi2_p"])), missing_p])
+    effects = {
+        "psi": figures["psi"],
+        "shift": np.abs(figures["shift"]),
+        "spread": np.exp(np.abs(np.log(figures["spread_ratio"]))),
+        "missing": figures["missing_current"] - figures["missing_reference"],
+    }
     checks = _checks(effects, p, np.column_stack([enough, np.ones_like(enough)]), config)
     fired, severe = checks.any(0), checks.any(1)
     result = []
     for j, name in enumerate(names):
         before = previous.streaks.get(name, 0)
-        item: dict[str, Any] = {
-            "name": name,
-            "streak": before + 1 if fired[j] else (0 if enough[j] else before),
-            "n_current": int(cols.n_cur[j]),
-            "n_reference": int(cols.n_ref[j]),
-            "psi": float(psi[j]),
-            "js_distance": float(js[j]),
-            "ks_statistic": float(cols.ks[j]),
-            "ks_p": float(ks_p[j]),
-            "chi2_p": float(chi2_p[j]),
-            "spread_ratio": float(ratio[j]),
-            "distribution_q": float(checks.q[j, 0]),
-            "missing_current": float(missing_cur[j]),
-            "missing_reference": float(missing_ref[j]),
-            "missing_q": float(checks.q[j, 1]),
-            "outside_current": float(out_cur[j]),
-            "outside_reference": float(out_ref[j]),
-        }
+        item: dict[str, Any] = {key: float(values[j]) for key, values in figures.items()}
+        item.update(name=name, n_current=int(cols.n_cur[j]), n_reference=int(cols.n_ref[j]))
+        item.update(distribution_q=float(checks.q[j, 0]), missing_q=float(checks.q[j, 1]))
+        item["streak"] = before + 1 if fired[j] else (0 if enough[j] else before)
         if fired[j]:
             critical = severe[j] and item["streak"] >= config.consecutive_windows
             item["level"], item["reason"] = ("critical" if critical else "warning"), _reason(j, item, checks, config)
@@ -527,22 +526,19 @@ def _features(
 # The entry point
 
 
-def _matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
-    try:
-        return np.asarray(frame.loc[:, names].to_numpy(dtype=np.float64), order="F")
-    except (TypeError, ValueError) as exc:
-        bad = [name for name in names if frame[name].dtype.kind not in "biuf"]
-        raise ValueError(f"drift features must be numeric; not: {bad or names}") from exc
-
-
-def _feature_names(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+def _matrices(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The feature names (``current``'s columns) and both frames as column-major float arrays."""
     names = [str(name) for name in current.columns]
-    if len(set(names)) != len(names) or reference.columns.has_duplicates:
-        raise ValueError("drift frames must not repeat a column")
     absent = [name for name in names if name not in reference.columns]
-    if absent:
-        raise ValueError(f"reference lacks the feature(s) {absent}")
-    return names
+    if absent or len(set(names)) != len(names) or reference.columns.has_duplicates:
+        raise ValueError(f"reference lacks the feature(s) {absent}" if absent else "drift frames repeat a column")
+    try:
+        return names, *(np.asarray(f.loc[:, names].to_numpy(dtype=np.float64), order="F") for f in (reference, current))
+    except (TypeError, ValueError) as exc:
+        bad = [
+            name for name in names if current[name].dtype.kind not in "biuf" or reference[name].dtype.kind not in "biuf"
+        ]
+        raise ValueError(f"drift features must be numeric; not: {bad or names}") from exc
 
 
 def _window(current: pd.DataFrame) -> tuple[str | None, str | None]:
@@ -572,7 +568,7 @@ def _too_few(rows: tuple[int, int], min_samples: int) -> str:
 
 
 def _undecided(name: str, reason: str, previous: DriftState) -> FeatureDrift:
-    figures = [math.nan] * 12  # psi .. outside_reference
+    figures = [math.nan] * 13  # psi .. outside_reference
     return FeatureDrift(name, "info", reason, previous.streaks.get(name, 0), 0, 0, *figures)
 
 
@@ -583,7 +579,7 @@ def assess(
     infinite = missing, rows pooled across symbols). Features are ``current``'s columns;
     ``previous`` is the state the last run returned. A reference of a few hundred thousand rows is
     plenty: sample a larger one before calling (the cost is one sort of each reference column)."""
-    names = _feature_names(reference, current)
+    names, ref, cur = _matrices(reference, current)
     previous = previous or DriftState()
     rows = (len(current), len(reference))
     start, end = _window(current)
@@ -594,7 +590,6 @@ def assess(
         correlation = CorrelationDrift("info", too_few, previous.correlation_streak, math.nan, ())
         state = DriftState({name: previous.streaks.get(name, 0) for name in names}, previous.correlation_streak)
         return DriftAssessment("info", too_few, *rows, start, end, features, correlation, state, settings)
-    ref, cur = _matrix(reference, names), _matrix(current, names)
     cols = _columns(ref, cur, config)
     features = _features(names, cols, rows, config, previous)
     usable = (cols.n_cur >= config.min_samples) & (cols.n_ref >= config.min_samples)
