@@ -287,6 +287,8 @@ def test_benjamini_hochberg_when_compared_with_scipy_then_equal() -> None:
         ({"fdr_alpha": 1.5}, "fdr_alpha"),
         ({"min_samples": 30}, "min_samples"),
         ({"consecutive_windows": 0}, "consecutive_windows"),
+        ({"correlation_rows": 500}, "correlation_rows"),
+        ({"shift_warning": 0.5, "shift_critical": 0.4}, "shift_critical"),
         ({"psi_warnings": 0.2}, "psi_warnings"),
     ],
 )
