@@ -319,3 +319,12 @@ def test_render_when_a_feature_drifts_then_markdown_names_it_and_pngs_are_real()
     assert "| f9 | ok |" in markdown
     for name in ("distributions.png", "psi_history.png"):
         assert files[name].startswith(b"\x89PNG\r\n\x1a\n") and len(files[name]) > 10_000
+
+
+def test_render_when_window_undecided_then_report_says_why_and_pngs_still_render() -> None:
+    rng = np.random.default_rng(19)
+    reference, current = features(rng, 20_000), features(rng, 60).assign(f3=np.nan)
+    files = render(assess(reference, current, DriftConfig()), reference, current, [])
+    markdown = files["report.md"].decode()
+    assert markdown.startswith("# Feature health: info") and "too few samples: 60" in markdown
+    assert all(files[name].startswith(b"\x89PNG\r\n\x1a\n") for name in ("distributions.png", "psi_history.png"))
