@@ -1,0 +1,1 @@
+"""Market data: sources, calendars, validation, features, the feature store, drift."""
