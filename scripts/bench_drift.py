@@ -209,6 +209,10 @@ def large_case_seconds(rng: np.random.Generator, config: DriftConfig, repeats: i
     return statistics.median(times)
 
 
+def _size(size: int, config: DriftConfig) -> str:
+    return f"{size:,}" + (" (< min_samples: info)" if size < config.min_samples else "")
+
+
 def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.1f} %"
 
@@ -222,7 +226,7 @@ def _noise_table(sizes: list[int], args: argparse.Namespace, config: DriftConfig
         times: list[float] = []
         calm = noise(size, args, config, rng, times)
         print(
-            f"| {size:,} | {calm['windows']:,} | {_pct(calm['critical'])} | {_pct(calm['alert'])} "
+            f"| {_size(size, config)} | {calm['windows']:,} | {_pct(calm['critical'])} | {_pct(calm['alert'])} "
             f"| {_pct(calm['feature'])} | {1000 * statistics.median(times):.1f} |"
         )
 
@@ -239,7 +243,7 @@ def _drift_table(sizes: list[int], args: argparse.Namespace, config: DriftConfig
             for kind in KINDS:
                 found = detection(size, kind, target, args, config, rng, units)
                 print(
-                    f"| {size:,} | {target} | {kind} | {_pct(found['within_k'])} | {_pct(found['first'])} "
+                    f"| {_size(size, config)} | {target} | {kind} | {_pct(found['within_k'])} | {_pct(found['first'])} "
                     f"| {found['mean_windows']:.2f} | {_pct(found['others'])} |"
                 )
 
