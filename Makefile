@@ -10,7 +10,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 # Two pytest-xdist workers, one test file each (tests in a file share their fixtures and order).
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
-.PHONY: run stop status test lint venv reset lock bench help
+.PHONY: run stop status test lint venv reset lock bench bench-data help
 
 help:
 	@echo "make run     bring up Kafka, the paper venue and Airflow, restarted when a component dies (idempotent)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test    run the test suite (starts its own Kafka broker and Airflow DB)"
 	@echo "make lint    ruff"
 	@echo "make bench   kill-switch latency and event throughput against the running stack (make run first)"
+	@echo "make bench-data  the data pipeline on 1M bars (700 symbols x 1,440 minutes) and the drift check's error rates"
 	@echo "make reset   stop and delete all local state (.local/, except the Kafka jar cache)"
 	@echo "make lock    re-resolve and pin requirements.txt (UPGRADE=1: newest versions, not the current pins)"
 
@@ -54,6 +55,10 @@ bench: $(STAMP)
 	@eval "$$(scripts/local-stack.sh env)" && \
 	  $(BIN)/python scripts/bench_events.py kill-switch --trials $${TRIALS:-20} && \
 	  $(BIN)/python scripts/bench_events.py throughput --valid $${VALID:-500} --malformed $${MALFORMED:-50}
+
+bench-data: $(STAMP)
+	$(BIN)/python scripts/bench_data.py --symbols $${SYMBOLS:-700}
+	PYTHONPATH=. $(BIN)/python scripts/bench_drift.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check tradeops operators sensors plugins dags tests scripts

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, AsyncCallback, CronPartitionTimetable, DeadlineAlert, DeadlineReference
 
 from operators.market_data import (
+    DATA_RETRY_POLICY,
     FEATURES_ASSET,
     ArchiveBarsOperator,
     CheckDataHealthOperator,
@@ -56,6 +57,7 @@ with DAG(
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=15),
+        "retry_policy": DATA_RETRY_POLICY,
     },
     deadline=DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable
 
-from operators.market_data import FeatureHealthOperator
+from operators.market_data import DATA_RETRY_POLICY, FeatureHealthOperator
 from operators.tags import CRON
 
 DOC = """
@@ -36,7 +36,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=50),
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_policy": DATA_RETRY_POLICY},
     tags=[CRON, "market-data"],
     doc_md=DOC,
 ) as dag:

@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
-from airflow.sdk import Asset, BaseOperator, Context
+from airflow.sdk import Asset, BaseOperator, Context, ExceptionRetryPolicy, RetryAction, RetryRule
 from airflow.sdk.exceptions import AirflowFailException
 
 from tradeops.config import PROJECT_ROOT, Settings, settings
@@ -25,6 +25,23 @@ log = logging.getLogger(__name__)
 
 # One event per stored day, carrying the day as its partition key: training follows it.
 FEATURES_ASSET = Asset(name="tradeops_features", uri="tradeops://feature-store/features")
+
+
+# Retries (with the DAG's backoff) only where a later try can succeed: a venue's temporary error,
+# an object store that did not answer. Anything else (a bug, bad config, a missing hand-over file)
+# fails at once instead of retrying for an hour.
+DATA_RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(exception="builtins.FileNotFoundError", action=RetryAction.FAIL, reason="missing file: no retry"),
+        RetryRule(
+            exception="tradeops.errors.TemporaryVenueError",
+            action=RetryAction.RETRY,
+            reason="temporary venue error: retry with backoff",
+        ),
+        RetryRule(exception="builtins.OSError", action=RetryAction.RETRY, reason="object store I/O: retry"),
+    ],
+    default=RetryAction.FAIL,
+)
 
 
 def store_root(loaded: Settings) -> Any:

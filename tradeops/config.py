@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tradeops.errors import ConfigError
+from tradeops.market_data.drift_config import DriftConfig
 from tradeops.market_data.settings import DataFault, MarketDataConfig
 from tradeops.model import MarketKind, parse_symbol
 
@@ -293,6 +294,7 @@ class Settings(_Frozen):
     wise: WiseConfig = WiseConfig()
     stop_loss: StopLossConfig = StopLossConfig()
     market_data: MarketDataConfig = MarketDataConfig()
+    feature_health: DriftConfig = DriftConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

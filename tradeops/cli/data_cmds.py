@@ -124,9 +124,9 @@ def _health(args: argparse.Namespace) -> int:
     rows = []
     for entry in state.get("history", [])[-12:]:
         for group, verdict in entry["groups"].items():
-            worst_psi = max(verdict["psi"].items(), key=lambda kv: kv[1] if kv[1] == kv[1] else -1, default=("-", 0))
-            rows.append([entry["window_end"], group, verdict["level"], f"{worst_psi[0]} {worst_psi[1]:.3f}"])
-    print_table(["window end", "group", "level", "highest psi"], rows)
+            flagged = [f["name"] for f in verdict["features"] if f["level"] in ("warning", "critical")]
+            rows.append([entry["window_end"], group, verdict["level"], ", ".join(flagged) or "-"])
+    print_table(["window end", "group", "level", "flagged features"], rows)
     streaks = {group: {k: v for k, v in s["streaks"].items() if v} for group, s in state.get("groups", {}).items()}
     for group, running in streaks.items():
         if running:

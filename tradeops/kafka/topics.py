@@ -20,15 +20,9 @@ class TopicError(TradeopsError):
 
 
 def topic_names(topics: KafkaTopics | None = None) -> list[str]:
-    """Every topic we use: the four event topics and the dead-letter topic."""
+    """Every topic we use: each field of ``KafkaTopics`` (the event topics and the dead-letter topic)."""
     topics = topics or settings().kafka.topics
-    return [
-        topics.market_events,
-        topics.capital_events,
-        topics.funding_rate_events,
-        topics.risk_alerts,
-        topics.dead_letter,
-    ]
+    return [str(getattr(topics, name)) for name in type(topics).model_fields]
 
 
 def ensure_topics(

@@ -22,6 +22,7 @@ from tradeops.market_data.store import FeatureStore
 
 if TYPE_CHECKING:
     import pandas as pd
+
     from tradeops.market_data.drift import DriftAssessment, DriftState
 
 # Discrete features (0/1, -1/0/1) are reported but judged only by missing rate and PSI on their
@@ -48,9 +49,12 @@ def groups(settings: Settings) -> dict[CalendarName, list[str]]:
 
 def of_group(frame: pd.DataFrame, venues: Sequence[str]) -> pd.DataFrame:
     """The feature columns of the rows of ``venues`` (pooled across their symbols)."""
+    import pandas as pd
+
+    if "venue" not in frame.columns or len(frame) == 0:  # no reference yet: every feature, no rows
+        return pd.DataFrame({name: pd.Series(dtype="float64") for name in DRIFT_FEATURES})
     rows = frame.loc[frame["venue"].astype(str).isin(list(venues))]
-    present = [name for name in DRIFT_FEATURES if name in rows.columns]
-    return rows[present].astype("float64").reset_index(drop=True)
+    return rows[list(DRIFT_FEATURES)].astype("float64").reset_index(drop=True)
 
 
 def reference(store: FeatureStore, before: date, days: int) -> pd.DataFrame:

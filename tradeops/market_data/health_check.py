@@ -2,8 +2,9 @@
 
 Nightly, after ``load``: freshness per symbol and drift of the day against the previous days,
 written into the day's manifest (``health``). Hourly: the last hour of features, computed by the
-same code from the latest bars, against the reference; the window widens to whole hours until
-each group can reach ``feature_health.min_samples`` (a small universe has few bars an hour). The
+same code from the latest bars, against the reference; per calendar group the window takes more
+of each instrument's latest bars until the group reaches ``feature_health.min_samples`` (a small
+universe has few bars an hour). The
 hourly check keeps its state (streaks for the k-consecutive-windows rule, recent summaries) in
 ``reports/health/state.json`` and writes a report per run: ``report.md``, PNG plots and
 ``summary.json`` under ``reports/health/<window end>/<group>/``.
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STATE = "reports/health/state.json"
-_HISTORY = 48  # summaries kept for the "PSI over time" plot
-_MAX_WINDOW_HOURS = 24
+_HISTORY = 24  # past assessments kept for the "PSI over time" plot (one a run)
+_PLOTTED = 24
 
 
 @dataclass
@@ -87,34 +88,45 @@ def nightly(settings: Settings, root: UPath, day: Any) -> HealthResult:
     return result
 
 
-def window_hours(settings: Settings) -> int:
-    """Whole hours the current window needs so each group can reach ``min_samples`` bars."""
-    per_hour = {group: 0 for group in groups(settings)}
+def window_bars(settings: Settings) -> dict[str, int]:
+    """Bars per instrument in the current window, per calendar group: the last hour (60 bars),
+    widened until the group's instruments together reach ``feature_health.min_samples`` (a small
+    universe has few bars an hour; an equity window may then reach back into the last session)."""
+    counts: dict[str, int] = {}
     for item in universe(settings):
-        per_hour[item.calendar] += 60
-    needed = max(math.ceil(settings.feature_health.min_samples / max(n, 1)) for n in per_hour.values())
-    return max(1, min(_MAX_WINDOW_HOURS, needed))
+        counts[item.calendar] = counts.get(item.calendar, 0) + 1
+    floor = settings.feature_health.min_samples
+    return {group: max(60, math.ceil(floor / n)) for group, n in counts.items()}
 
 
-def latest_features(settings: Settings, end: datetime, hours: int, open_venue: Callable[[str], Venue]) -> pd.DataFrame:
-    """Features of the ``hours`` before ``end``, from bars fetched now with the nightly warm-up."""
+def latest_features(settings: Settings, end: datetime, open_venue: Callable[[str], Venue]) -> pd.DataFrame:
+    """Features of each instrument's last ``window_bars`` bars before ``end``, from bars fetched now
+    with the nightly warm-up before them (the same code as the nightly pipeline)."""
+    import pandas as pd
+
+    sizes = window_bars(settings)
     warm = settings.market_data.warmup_bars
-    start = end - timedelta(hours=hours)
     parts = []
     venues: dict[str, Venue] = {}
     try:
         for item in universe(settings):
             venue = venues.get(item.venue) or venues.setdefault(item.venue, open_venue(item.venue))
-            # enough history for the warm-up even across a weekend or holiday for equities
-            reach = timedelta(minutes=warm) if item.calendar == "24/7" else timedelta(days=5)
-            bars = venue.bars(item.symbol, TIMEFRAME, start - reach, end)
+            needed = sizes[item.calendar] + warm
+            # 24/7: that many minutes; equities: enough sessions, across a weekend or a holiday
+            reach = timedelta(minutes=needed) if item.calendar == "24/7" else timedelta(days=4 + needed // 390 * 2)
+            bars = venue.bars(item.symbol, TIMEFRAME, end - reach, end)
             parts.append(frames.with_keys(bars, item.venue, item.symbol))
     finally:
         for venue in venues.values():
             venue.close()
-    bars = frames.concat(parts)
-    computed = feature_code.compute(bars, keep_from=start, created_at=end)
-    return computed
+    computed = feature_code.compute(frames.concat(parts), keep_until=end, created_at=end)
+    size = (
+        computed["venue"]
+        .astype(str)
+        .map({v: sizes[calendar_for(settings.venue(v).asset_class)] for v in settings.market_data.universe})
+    )
+    position = computed.groupby(["venue", "symbol"], observed=True).cumcount(ascending=False)
+    return computed.loc[(position < size).to_numpy()].reset_index(drop=True).pipe(pd.DataFrame)
 
 
 def hourly(
@@ -127,18 +139,18 @@ def hourly(
     from tradeops.market_data.drift import DriftState
 
     end = end.astimezone(UTC)
-    hours = window_hours(settings)
-    current = latest_features(settings, end, hours, open_venue)
+    current = latest_features(settings, end, open_venue)
     store = FeatureStore(root)
     ref = reference(store, end.date() + timedelta(days=1), settings.market_data.reference_days)
     state = load_state(root)
     previous = {group: DriftState.from_dict(s) for group, s in state.get("groups", {}).items()}
     verdicts = assess_groups(settings, current, ref, previous)
     fresh = _hourly_freshness(current, settings, end)
-    result = HealthResult(end - timedelta(hours=hours), end, verdicts, fresh)
+    start = current["ts"].min() if len(current) else None
+    result = HealthResult(start.to_pydatetime() if start is not None else None, end, verdicts, fresh)
     folder = root / "reports" / "health" / end.strftime("%Y-%m-%dT%H%M")
     result.reports = write_reports(folder, result, ref, current, settings, state.get("history", []))
-    result.alerts = alerts(result, f"window {result.window_start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC", report=str(folder))
+    result.alerts = alerts(result, f"window to {end:%Y-%m-%d %H:%M} UTC", report=str(folder))
     save_state(root, state, result)
     return result
 
@@ -164,7 +176,7 @@ def write_reports(
     venues_of = groups(settings)
     paths = {}
     for verdict in result.verdicts:
-        past = [h["groups"][verdict.group] for h in history if verdict.group in h.get("groups", {})]
+        past = [h["groups"][verdict.group] for h in history if verdict.group in h.get("groups", {})][-_PLOTTED:]
         files = render(
             verdict.assessment,
             of_group(ref, venues_of[verdict.group]),
@@ -244,12 +256,5 @@ def save_state(root: UPath, state: dict[str, Any], result: HealthResult) -> None
 def _history_entry(result: HealthResult) -> dict[str, Any]:
     return {
         "window_end": result.window_end.isoformat() if result.window_end else None,
-        "groups": {
-            g.group: {
-                "window_end": result.window_end.isoformat() if result.window_end else None,
-                "level": g.assessment.level,
-                "psi": {f.name: f.psi for f in g.assessment.features},
-            }
-            for g in result.verdicts
-        },
+        "groups": {g.group: g.assessment.to_dict() for g in result.verdicts},
     }
