@@ -60,8 +60,10 @@ def test_deadline_callback_when_called_as_the_triggerer_does_then_critical_data_
 
     with fresh_topics(kafka_bootstrap, monkeypatch) as topics:
         start = end_offsets(kafka_bootstrap, topics.data_alerts)
-        context = {"dag_run": {"dag_run_id": "scheduled__2026-11-25", "queued_at": "2026-11-25T02:00:00Z"},
-                   "deadline": {"id": "x", "deadline_time": "2026-11-25T04:00:00Z"}}
+        context = {
+            "dag_run": {"dag_run_id": "scheduled__2026-11-25", "queued_at": "2026-11-25T02:00:00Z"},
+            "deadline": {"id": "x", "deadline_time": "2026-11-25T04:00:00Z"},
+        }
 
         asyncio.run(pipeline_late(hours=2.0, context=context))
 
@@ -127,8 +129,16 @@ def test_data_pipeline_when_a_day_is_rerun_then_replaced_same_rows_no_duplicates
 def test_data_pipeline_when_a_symbol_has_a_missing_hour_then_quarantined_and_the_rest_loaded(
     store: FeatureStore, airflow_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _faults(monkeypatch, {"venue": "alpaca", "symbol": "IWM/USD", "kind": "missing",
-                          "start": "2026-11-24T17:00:00Z", "end": "2026-11-24T18:00:00Z"})
+    _faults(
+        monkeypatch,
+        {
+            "venue": "alpaca",
+            "symbol": "IWM/USD",
+            "kind": "missing",
+            "start": "2026-11-24T17:00:00Z",
+            "end": "2026-11-24T18:00:00Z",
+        },
+    )
     run = _pipeline(DAY)
 
     assert run.state == "success", _task_states(run)
@@ -145,8 +155,13 @@ def test_data_pipeline_when_most_symbols_broken_then_validate_fails_and_the_stor
     assert _pipeline(DAY).state == "success"
     version = store.manifest(DAY)["version"]
     broken = [
-        {"venue": v, "symbol": s, "kind": "negative_volume", "start": "2026-11-24T15:00:00Z",
-         "end": "2026-11-24T15:05:00Z"}
+        {
+            "venue": v,
+            "symbol": s,
+            "kind": "negative_volume",
+            "start": "2026-11-24T15:00:00Z",
+            "end": "2026-11-24T15:05:00Z",
+        }
         for v, s in (("binance", "BTC/USDT"), ("binance", "ETH/USDT"), ("alpaca", "TSLA/USD"))
     ]
     _faults(monkeypatch, *broken)
@@ -185,8 +200,16 @@ def test_feature_health_check_when_prices_freeze_then_drift_escalates_to_critica
             assert _pipeline(DAY - timedelta(days=offset)).state == "success"
         _faults(
             monkeypatch,
-            *[{"venue": "binance", "symbol": s, "kind": "stale", "start": "2026-11-24T00:00:00Z",
-               "end": "2026-11-25T00:00:00Z"} for s in ("BTC/USDT", "ETH/USDT")],
+            *[
+                {
+                    "venue": "binance",
+                    "symbol": s,
+                    "kind": "stale",
+                    "start": "2026-11-24T00:00:00Z",
+                    "end": "2026-11-25T00:00:00Z",
+                }
+                for s in ("BTC/USDT", "ETH/USDT")
+            ],
         )
         start = end_offsets(kafka_bootstrap, topics.data_alerts)
         k = settings().feature_health.consecutive_windows

@@ -328,3 +328,46 @@ def test_render_when_window_undecided_then_report_says_why_and_pngs_still_render
     markdown = files["report.md"].decode()
     assert markdown.startswith("# Feature health: info") and "too few samples: 60" in markdown
     assert all(files[name].startswith(b"\x89PNG\r\n\x1a\n") for name in ("distributions.png", "psi_history.png"))
+
+
+def _ar1(rng: np.random.Generator, rows: int, rho: float) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    return lfilter([np.sqrt(1 - rho**2)], [1.0, -rho], rng.normal(size=rows))
+
+
+def test_assess_when_a_slow_feature_window_is_contiguous_then_flagged_only_without_effective_sizes() -> None:
+    """Pure noise of a slow series (an hour of rv_240, say): its window sits at one local level.
+    Counting every autocorrelated row as independent calls that drift; its effective size does not."""
+    from tradeops.market_data.health import _independent_share
+
+    rng = np.random.default_rng(11)
+    rho = 0.995
+    reference = pd.DataFrame({"slow": np.concatenate([_ar1(rng, 2_000, rho) for _ in range(100)])})
+    flagged_naive = flagged_effective = 0
+    for _ in range(20):
+        window = _ar1(rng, 3_000, rho)[-1_500:]
+        current = pd.DataFrame({"slow": window})
+        share = _independent_share(window, discrete=False)
+        reference_share = _independent_share(reference["slow"].to_numpy()[:2_000], discrete=False)
+        flagged_naive += assess(reference, current, DriftConfig()).feature("slow").flagged
+        effective = assess(
+            reference,
+            current,
+            DriftConfig(),
+            effective_current={"slow": share},
+            effective_reference={"slow": reference_share},
+        )
+        flagged_effective += effective.feature("slow").flagged
+    assert flagged_naive >= 10  # the iid tests see "drift" in most windows of pure noise
+    assert flagged_effective <= 1
+
+
+def test_independent_share_when_series_is_noise_slow_constant_or_a_held_regime_then_fitting_share() -> None:
+    from tradeops.market_data.health import _independent_share
+
+    rng = np.random.default_rng(5)
+    assert _independent_share(rng.normal(size=5_000), discrete=False) > 0.9
+    assert _independent_share(_ar1(rng, 5_000, 0.99), discrete=False) < 0.02
+    assert _independent_share(np.full(500, 0.0), discrete=False) == 1.0  # a frozen feed is evidence
+    assert _independent_share(np.full(500, 1.0), discrete=True) == 1 / 500  # a regime held all window

@@ -276,8 +276,11 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     return q_values
 
 
-def _psi_js_chi2(cols: _Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PSI (an empty bin counts half an observation), JS distance and chi-square p per feature."""
+def _psi_js_chi2(cols: _Columns, share: Shares) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PSI (an empty bin counts half an observation), JS distance and chi-square p per feature.
+
+    The chi-square statistic is divided by the design effect of autocorrelated samples (Rao and
+    Scott's first-order correction): ``share`` is each side's effective share of its rows."""
     from scipy import special, stats
 
     n_ref, n_cur = cols.n_ref[:, None].astype(float), cols.n_cur[:, None].astype(float)
@@ -292,12 +295,20 @@ def _psi_js_chi2(cols: _Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         expected_ref, expected_cur = column * n_ref / (n_ref + n_cur), column * n_cur / (n_ref + n_cur)
         terms = (cols.bins_ref - expected_ref) ** 2 / expected_ref + (cols.bins_cur - expected_cur) ** 2 / expected_cur
         chi2 = np.where(occupied, terms, 0.0).sum(axis=1)
+        n_eff_ref, n_eff_cur = cols.n_ref * share.reference, cols.n_cur * share.current
+        # the statistic scales with the harmonic size of the two samples: rescale to the effective one
+        chi2 *= _harmonic(n_eff_ref, n_eff_cur) / np.maximum(_harmonic(cols.n_ref, cols.n_cur), 1e-300)
     dof = occupied.sum(axis=1) - 1
     chi2_p = np.where(dof > 0, stats.chi2.sf(chi2, np.maximum(dof, 1)), 1.0)
     return psi, np.sqrt(np.clip(js, 0.0, 1.0)), chi2_p
 
 
-def _ks_p(cols: _Columns) -> np.ndarray:
+def _harmonic(n_ref: np.ndarray, n_cur: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((n_ref > 0) & (n_cur > 0), n_ref * n_cur / (n_ref + n_cur), 0.0)
+
+
+def _ks_p(cols: _Columns, share: Shares) -> np.ndarray:
     """Two-sample KS p-value: Kolmogorov's limit with Stephens' small-sample correction.
 
     Agrees with scipy's ``ks_2samp(method="asymp")`` (itself an approximation) within 0.015, and
@@ -305,7 +316,7 @@ def _ks_p(cols: _Columns) -> np.ndarray:
     from scipy import special
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        root = np.sqrt(cols.n_ref * cols.n_cur / (cols.n_ref + cols.n_cur))
+        root = np.sqrt(_harmonic(cols.n_ref * share.reference, cols.n_cur * share.current))
         p = special.kolmogorov((root + 0.12 + 0.11 / root) * cols.ks)
     return np.where(np.isfinite(cols.ks) & (root > 0), np.clip(p, 0.0, 1.0), np.nan)
 
@@ -389,7 +400,13 @@ def _spearman(matrix: np.ndarray, columns: np.ndarray, rows: int) -> tuple[np.nd
 
 
 def _correlation(
-    ref: np.ndarray, cur: np.ndarray, names: list[str], usable: np.ndarray, config: DriftConfig, streak: int
+    ref: np.ndarray,
+    cur: np.ndarray,
+    names: list[str],
+    usable: np.ndarray,
+    config: DriftConfig,
+    streak: int,
+    share: Shares,
 ) -> CorrelationDrift:
     from scipy import stats
 
@@ -404,9 +421,12 @@ def _correlation(
     if not decided.any():
         return CorrelationDrift("info", "no pair of features with enough values in common", streak, math.nan, ())
     bound = 1 - 1e-9
+    # a pair is as informative as its less independent feature allows
+    eff_cur = counts_cur * np.minimum(share.current[index][first], share.current[index][second])
+    eff_ref = counts_ref * np.minimum(share.reference[index][first], share.reference[index][second])
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.arctanh(np.clip(after, -bound, bound)) - np.arctanh(np.clip(before, -bound, bound))
-        z /= np.sqrt(_SPEARMAN_VAR / (counts_cur - 3) + _SPEARMAN_VAR / (counts_ref - 3))
+        z /= np.sqrt(_SPEARMAN_VAR / np.maximum(eff_cur - 3, 1.0) + _SPEARMAN_VAR / np.maximum(eff_ref - 3, 1.0))
     q = benjamini_hochberg(np.where(decided, 2 * stats.norm.sf(np.abs(z)), np.nan))
     change = np.where(decided, np.abs(after - before), np.nan)
     fired = decided & (q <= config.fdr_alpha) & (change >= config.correlation_warning)
@@ -466,9 +486,9 @@ def _reason(j: int, item: dict[str, Any], checks: _Checks, config: DriftConfig) 
     return ", ".join([*parts, _streak_text(item["streak"], bool(checks.any(1)[j]), config.consecutive_windows)])
 
 
-def _figures(cols: _Columns, rows: tuple[int, int]) -> dict[str, np.ndarray]:
+def _figures(cols: _Columns, rows: tuple[int, int], share: Shares) -> dict[str, np.ndarray]:
     """The per-feature figures of ``FeatureDrift``, as arrays over features."""
-    psi, js, chi2_p = _psi_js_chi2(cols)
+    psi, js, chi2_p = _psi_js_chi2(cols, share)
     with np.errstate(divide="ignore", invalid="ignore"):
         spread_ref, spread_cur = (
             np.where(d[:, 2] > d[:, 0], d[:, 2] - d[:, 0], np.nan) for d in (cols.deciles_ref, cols.deciles_cur)
@@ -477,7 +497,7 @@ def _figures(cols: _Columns, rows: tuple[int, int]) -> dict[str, np.ndarray]:
             "psi": psi,
             "js_distance": js,
             "ks_statistic": cols.ks,
-            "ks_p": _ks_p(cols),
+            "ks_p": _ks_p(cols, share),
             "chi2_p": chi2_p,
             "shift": (cols.deciles_cur[:, 1] - cols.deciles_ref[:, 1]) / (spread_ref / _SIGMAS_PER_SPREAD),
             "spread_ratio": spread_cur / spread_ref,
@@ -489,9 +509,9 @@ def _figures(cols: _Columns, rows: tuple[int, int]) -> dict[str, np.ndarray]:
 
 
 def _features(
-    names: list[str], cols: _Columns, rows: tuple[int, int], config: DriftConfig, previous: DriftState
+    names: list[str], cols: _Columns, rows: tuple[int, int], config: DriftConfig, previous: DriftState, share: Shares
 ) -> tuple[FeatureDrift, ...]:
-    figures = _figures(cols, rows)
+    figures = _figures(cols, rows, share)
     enough = (cols.n_cur >= config.min_samples) & (cols.n_ref >= config.min_samples)
     missing_p = _rise_p(rows[0] - cols.n_cur, rows[0], rows[1] - cols.n_ref, rows[1])
     p = np.column_stack([np.minimum(1.0, 2 * np.fmin(figures["ks_p"], figures["chi2_p"])), missing_p])
@@ -572,14 +592,43 @@ def _undecided(name: str, reason: str, previous: DriftState) -> FeatureDrift:
     return FeatureDrift(name, "info", reason, previous.streaks.get(name, 0), 0, 0, *figures)
 
 
+@dataclass(frozen=True, slots=True)
+class Shares:
+    """Per feature, the effective share of each side's rows: 1 for independent rows; for rows of
+    a time series, n_eff / n (e.g. ``(1 - rho) / (1 + rho)`` for lag-1 autocorrelation rho). The
+    significance tests use the effective sizes, so a slow feature's contiguous window (hundreds of
+    rows, a few independent ones) is not mistaken for strong evidence."""
+
+    current: np.ndarray
+    reference: np.ndarray
+
+    @classmethod
+    def of(
+        cls, names: Sequence[str], current: Mapping[str, float] | None, reference: Mapping[str, float] | None
+    ) -> Shares:
+        def column(given: Mapping[str, float] | None) -> np.ndarray:
+            values = np.array([float((given or {}).get(name, 1.0)) for name in names])
+            return np.clip(np.nan_to_num(values, nan=1.0), 1e-6, 1.0)
+
+        return cls(column(current), column(reference))
+
+
 def assess(
-    reference: pd.DataFrame, current: pd.DataFrame, config: DriftConfig, previous: DriftState | None = None
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    config: DriftConfig,
+    previous: DriftState | None = None,
+    effective_current: Mapping[str, float] | None = None,
+    effective_reference: Mapping[str, float] | None = None,
 ) -> DriftAssessment:
     """Judge the window ``current`` against ``reference`` (one float column per feature, NaN or
     infinite = missing, rows pooled across symbols). Features are ``current``'s columns;
-    ``previous`` is the state the last run returned. A reference of a few hundred thousand rows is
-    plenty: sample a larger one before calling (the cost is one sort of each reference column)."""
+    ``previous`` is the state the last run returned; ``effective_*`` give each feature's effective
+    share of rows (see ``Shares``; default 1, independent rows). A reference of a few hundred
+    thousand rows is plenty: sample a larger one before calling (the cost is one sort of each
+    reference column)."""
     names, ref, cur = _matrices(reference, current)
+    share = Shares.of(names, effective_current, effective_reference)
     previous = previous or DriftState()
     rows = (len(current), len(reference))
     start, end = _window(current)
@@ -591,9 +640,9 @@ def assess(
         state = DriftState({name: previous.streaks.get(name, 0) for name in names}, previous.correlation_streak)
         return DriftAssessment("info", too_few, *rows, start, end, features, correlation, state, settings)
     cols = _columns(ref, cur, config)
-    features = _features(names, cols, rows, config, previous)
+    features = _features(names, cols, rows, config, previous, share)
     usable = (cols.n_cur >= config.min_samples) & (cols.n_ref >= config.min_samples)
-    correlation = _correlation(ref, cur, names, usable, config, previous.correlation_streak)
+    correlation = _correlation(ref, cur, names, usable, config, previous.correlation_streak, share)
     state = DriftState({item.name: item.streak for item in features}, correlation.streak)
     level = worst([*(item.level for item in features), correlation.level])
     return DriftAssessment(

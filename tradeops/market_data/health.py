@@ -21,13 +21,15 @@ from tradeops.market_data.registry import FEATURE_NAMES
 from tradeops.market_data.store import FeatureStore
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from tradeops.market_data.drift import DriftAssessment, DriftState
 
-# Discrete features (0/1, -1/0/1) are reported but judged only by missing rate and PSI on their
-# categories; the drift module bins every column on the reference's quantiles either way.
+# Every registry feature is checked. The discrete regimes (0/1, -1/0/1) fall into few of the
+# reference's quantile bins; a regime held all window long counts as one observation.
 DRIFT_FEATURES: tuple[str, ...] = FEATURE_NAMES
+DISCRETE_FEATURES = frozenset({"vol_regime", "trend_regime"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,42 @@ def of_group(frame: pd.DataFrame, venues: Sequence[str]) -> pd.DataFrame:
     return rows[list(DRIFT_FEATURES)].astype("float64").reset_index(drop=True)
 
 
+def effective_shares(frame: pd.DataFrame, venues: Sequence[str]) -> dict[str, float]:
+    """Per feature, the effective share of the rows of ``venues`` in ``frame``: each instrument's
+    rows in time order are an autocorrelated series whose lag-1 autocorrelation rho leaves
+    ``(1 - rho) / (1 + rho)`` of them independent (never more than all of them)."""
+    import numpy as np
+
+    if "venue" not in frame.columns or len(frame) == 0:
+        return {}
+    rows = frame.loc[frame["venue"].astype(str).isin(list(venues))]
+    rows = rows.sort_values(["venue", "symbol", "ts"], kind="stable")
+    total = {name: 0.0 for name in DRIFT_FEATURES}
+    count = {name: 0 for name in DRIFT_FEATURES}
+    for _key, part in rows.groupby(["venue", "symbol"], observed=True, sort=False):
+        values = part[list(DRIFT_FEATURES)].to_numpy(dtype="float64")
+        for j, name in enumerate(DRIFT_FEATURES):
+            series = values[:, j][np.isfinite(values[:, j])]
+            count[name] += len(series)
+            total[name] += len(series) * _independent_share(series, discrete=name in DISCRETE_FEATURES)
+    return {name: total[name] / count[name] for name in DRIFT_FEATURES if count[name]}
+
+
+def _independent_share(series: np.ndarray, discrete: bool) -> float:
+    import numpy as np
+
+    if len(series) < 3:
+        return 1.0
+    if float(np.std(series)) == 0.0:
+        # a regime that holds all window long is one observation; a continuous feature stuck at one
+        # value (a frozen feed) is no autocorrelated noise: count every row
+        return 1.0 / len(series) if discrete else 1.0
+    centred = series - series.mean()
+    rho = float(np.dot(centred[1:], centred[:-1]) / np.dot(centred, centred))
+    rho = min(max(rho, 0.0), 0.9999)
+    return (1 - rho) / (1 + rho)
+
+
 def reference(store: FeatureStore, before: date, days: int) -> pd.DataFrame:
     """The samples of up to ``days`` stored days before ``before`` (the drift reference)."""
     import pandas as pd
@@ -79,7 +117,14 @@ def assess_groups(
     out = []
     for group, venues in groups(settings).items():
         state = (previous or {}).get(group)
-        verdict = assess(of_group(ref, venues), of_group(current, venues), settings.feature_health, state)
+        verdict = assess(
+            of_group(ref, venues),
+            of_group(current, venues),
+            settings.feature_health,
+            state,
+            effective_current=effective_shares(current, venues),
+            effective_reference=effective_shares(ref, venues),
+        )
         out.append(GroupHealth(group, verdict))
     return out
 
