@@ -106,11 +106,17 @@ def _window_sum(values: np.ndarray, window: int, starts: np.ndarray, position: n
     depends on the instrument's own history only, not on the rows before it in the frame."""
     import numpy as np
 
+    n = len(values)
     running = np.cumsum(values)
     before = np.concatenate(([0.0], running))[starts]
-    running -= np.repeat(before, np.diff(np.concatenate((starts, [len(values)]))))
-    out = running.copy()
-    out[window:] -= np.where(position[window:] >= window, running[:-window], 0.0)
+    running -= np.repeat(before, np.diff(np.concatenate((starts, [n]))))
+    out = np.empty_like(running)
+    out[:window] = running[:window]
+    np.subtract(running[window:], running[:-window], out=out[window:])
+    first = starts + window - 1  # the first full window of each instrument starts at its first row
+    first = first[(first >= window) & (first < n)]
+    first = first[position[first] == window - 1]
+    out[first] = running[first]
     out[position < window - 1] = np.nan
     return out
 
