@@ -625,6 +625,20 @@ def test_ohlcv_when_limit_exceeds_one_page_then_paginates_without_duplicates(ven
     assert isinstance(candles[0].close, Decimal)
 
 
+def test_bars_when_a_range_of_minutes_then_paginated_frame_of_exactly_that_range(venue, fake):
+    """What the data pipeline's extract calls: ``Venue.bars`` through ccxt, page by page."""
+    start = hour_floor(datetime.now(UTC)) - timedelta(hours=20)
+    end = start + timedelta(hours=4)
+
+    bars = venue.bars("BTC/USDT", "1m", start, end)
+
+    assert len(bars) == 240 and str(bars["ts"].dtype) == "datetime64[us, UTC]"
+    assert bars["ts"].iloc[0] == start and bars["ts"].iloc[-1] == end - timedelta(minutes=1)
+    assert bars["ts"].is_unique and bars["ts"].is_monotonic_increasing
+    assert [str(bars[c].dtype) for c in ("open", "high", "low", "close", "volume")] == ["float64"] * 5
+    assert fake.calls("market/candles") + fake.calls("market/history-candles") == 3  # 100 + 100 + 40
+
+
 def test_ohlcv_when_only_since_then_walks_forward_until_no_new_candles(venue, fake):
     since = hour_floor(datetime.now(UTC)) - timedelta(hours=150)
 
