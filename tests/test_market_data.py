@@ -383,6 +383,20 @@ def test_features_when_checked_against_independent_pandas_formulas_then_equal() 
         assert mine["ret_1"].isna().sum() == 1  # never borrowed across instruments
 
 
+def test_features_when_computed_alone_among_many_or_in_chunks_then_bit_identical() -> None:
+    """An instrument's features depend on its own bars only: the nightly run (whole universe, in
+    chunks) and the hourly check (fetched again) compute exactly the same values."""
+    bars = _synthetic(6, 700)
+    whole = features.compute(bars, chunk_rows=10**9)
+    chunked = features.compute(bars, chunk_rows=1_000)
+    alone = features.compute(bars.loc[bars["symbol"] == "S4/USD"].reset_index(drop=True))
+
+    as_text = {"venue": str, "symbol": str}
+    pd.testing.assert_frame_equal(whole.astype(as_text), chunked.astype(as_text), check_exact=True)
+    mine = whole.loc[whole["symbol"] == "S4/USD"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine.astype(as_text), alone.astype(as_text), check_exact=True)
+
+
 def _synthetic(symbols: int, rows: int) -> pd.DataFrame:
     rng = np.random.default_rng(3)
     parts = []
