@@ -199,7 +199,7 @@ class FeatureStore:
         folder = self.day_dir(day) / f"v={version}"
         folder.mkdir(parents=True, exist_ok=True)
         files, schemas = [], set()
-        for venue, part in features.groupby("venue", observed=True, sort=True):
+        for venue, part in by_venue(features):
             written = write_parquet(folder / f"{venue}.parquet", part)
             schemas.add(written.schema_hash)
             files.append(
@@ -306,14 +306,19 @@ class FeatureStore:
         return sorted(found)
 
 
+def by_venue(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``frame``'s rows per venue, sorted by venue; a one-venue frame is returned as is (no copy)."""
+    venues = sorted({str(v) for v in frame["venue"].unique()})
+    if len(venues) == 1:
+        return [(venues[0], frame)]
+    return [(str(v), part) for v, part in frame.groupby("venue", observed=True, sort=True)]
+
+
 def _sample(frame: pd.DataFrame, per_venue: int, seed: int) -> pd.DataFrame:
     """Up to ``per_venue`` rows of each venue, drawn with a fixed seed (the same day, the same sample)."""
     import pandas as pd
 
-    parts = [
-        part.sample(n=min(per_venue, len(part)), random_state=seed).sort_index()
-        for _venue, part in frame.groupby("venue", observed=True, sort=True)
-    ]
+    parts = [part.sample(n=min(per_venue, len(part)), random_state=seed).sort_index() for _v, part in by_venue(frame)]
     return pd.concat(parts, ignore_index=True) if parts else frame.iloc[0:0]
 
 
@@ -324,7 +329,7 @@ def archive_raw(root: UPath, day: date, bars: pd.DataFrame) -> list[dict[str, An
     folder = root / "raw" / f"date={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
-    for venue, part in bars.groupby("venue", observed=True, sort=True):
+    for venue, part in by_venue(bars):
         frame = part.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
         frame["venue"] = frame["venue"].astype(str)
         frame["symbol"] = frame["symbol"].astype(str)

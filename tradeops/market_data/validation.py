@@ -221,10 +221,12 @@ def _sorted(bars: pd.DataFrame) -> pd.DataFrame:
     if len(bars) < 2:
         return bars.reset_index(drop=True)
     venue, symbol = key_codes(bars)
-    order = np.lexsort((bars["ts"].array.asi8, symbol, venue))
-    if (np.diff(order) == 1).all():
+    ts = bars["ts"].array.asi8
+    key = venue * (int(symbol.max()) + 1) + symbol
+    same = key[1:] == key[:-1]
+    if ((key[1:] > key[:-1]) | (same & (ts[1:] >= ts[:-1]))).all():  # already in order: no sort
         return bars.reset_index(drop=True)
-    return bars.take(order).reset_index(drop=True)
+    return bars.take(np.lexsort((ts, symbol, venue))).reset_index(drop=True)
 
 
 def _keys(bars: pd.DataFrame) -> list[tuple[str, str]]:
@@ -250,19 +252,41 @@ def _schema(config: ValidationConfig) -> Any:
         },
         checks=[
             pa.Check(
-                lambda df: (
-                    (df["high"] >= df[["open", "close"]].max(axis=1)) & (df["low"] <= df[["open", "close"]].min(axis=1))
-                ),
+                _ohlc_consistent,
                 name="ohlc",
             ),
             pa.Check(
-                lambda df: ~df.duplicated(["venue", "symbol", "ts"], keep="first"),
+                _first_of_each_bar,
                 name="duplicates",
             ),
         ],
         strict=False,
         coerce=False,
     )
+
+
+def _ohlc_consistent(df: pd.DataFrame) -> pd.Series:
+    """High at or above open and close, low at or below them (so high >= low too)."""
+    import numpy as np
+    import pandas as pd
+
+    opens, closes = df["open"].to_numpy(), df["close"].to_numpy()
+    ok = (df["high"].to_numpy() >= np.maximum(opens, closes)) & (df["low"].to_numpy() <= np.minimum(opens, closes))
+    return pd.Series(ok, index=df.index)
+
+
+def _first_of_each_bar(df: pd.DataFrame) -> pd.Series:
+    """False for a repeat of a bar (same venue, symbol and start) already seen above it."""
+    import numpy as np
+    import pandas as pd
+
+    venue, symbol = key_codes(df)
+    ts = df["ts"].array.asi8
+    order = np.lexsort((ts, symbol, venue)) if len(df) > 1 else np.arange(len(df))
+    repeat = np.zeros(len(df), dtype=bool)
+    same = (venue[order][1:] == venue[order][:-1]) & (symbol[order][1:] == symbol[order][:-1])
+    repeat[order[1:]] = same & (ts[order][1:] == ts[order][:-1])
+    return pd.Series(~repeat, index=df.index)
 
 
 def _row_findings(bars: pd.DataFrame, config: ValidationConfig) -> list[Finding]:
