@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from tradeops.config import PROJECT_ROOT, Settings, settings
 from tradeops.errors import DataValidationError
-from tradeops.market_data import pipeline
+from tradeops.market_data import frames, pipeline
 from tradeops.market_data.store import store_url
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class ExtractBarsOperator(_DayOperator):
             "day": day.isoformat(),
             "bars": len(day_rows),
             "warmup_bars": int(raw["warmup"].sum()),
-            "instruments": len(pipeline.instruments_in(raw)),
+            "instruments": len(frames.instruments(raw)),
         }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from tradeops.market_data.frames import key_codes
+from tradeops.market_data.frames import instrument_starts
 from tradeops.market_data.registry import FEATURE_NAMES, FEATURES
 
 if TYPE_CHECKING:
@@ -29,13 +29,9 @@ class _Columns:
     def __init__(self, bars: pd.DataFrame) -> None:
         import numpy as np
 
-        venue, symbol = key_codes(bars)
-        codes = venue * (int(symbol.max(initial=0)) + 1) + symbol
-        change = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
-        self.starts = change
-        self.ends = np.concatenate((change[1:], [len(codes)]))
-        lengths = self.ends - self.starts
-        self.position = np.arange(len(codes)) - np.repeat(self.starts, lengths)
+        self.starts = instrument_starts(bars)
+        self.ends = np.concatenate((self.starts[1:], [len(bars)]))
+        self.position = np.arange(len(bars)) - np.repeat(self.starts, self.ends - self.starts)
         self.open = bars["open"].to_numpy(dtype="float64")
         self.high = bars["high"].to_numpy(dtype="float64")
         self.low = bars["low"].to_numpy(dtype="float64")
@@ -157,15 +153,10 @@ def compute(
 
 def _chunks(bars: pd.DataFrame, chunk_rows: int) -> list[tuple[int, int]]:
     """Row ranges of whole instruments, each about ``chunk_rows`` long (one instrument may exceed it)."""
-    import numpy as np
-
     if len(bars) <= chunk_rows:
         return [(0, len(bars))]
-    venue, symbol = key_codes(bars)
-    codes = venue * (int(symbol.max(initial=0)) + 1) + symbol
-    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
     bounds, begin = [], 0
-    for start in starts[1:]:
+    for start in instrument_starts(bars)[1:]:
         if start - begin >= chunk_rows:
             bounds.append((begin, int(start)))
             begin = int(start)

@@ -46,7 +46,6 @@ def with_keys(bars: pd.DataFrame, venue: str, symbol: str) -> pd.DataFrame:
 
 def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """One bar frame from many, sorted by venue, symbol and time, keys as categoricals."""
-    import numpy as np
     import pandas as pd
 
     if not frames:
@@ -58,16 +57,35 @@ def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     frame["ts"] = frame["ts"].astype("datetime64[us, UTC]")
     for key in KEY_COLUMNS:
         frame[key] = as_sorted_category(frame[key])  # codes then sort like the names
-    order = np.lexsort(
-        (
-            frame["ts"].array.asi8,
-            frame["symbol"].cat.codes.to_numpy(),
-            frame["venue"].cat.codes.to_numpy(),
-        )
-    )
-    if (np.diff(order) == 1).all():
+    return sort_bars(frame)
+
+
+def sort_bars(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` in (venue, symbol, ts) order, with a fresh index; no sort when already in order."""
+    import numpy as np
+
+    frame = frame.reset_index(drop=True)
+    if len(frame) < 2:
         return frame
-    return frame.take(order).reset_index(drop=True)
+    codes, ts = instrument_codes(frame), frame["ts"].array.asi8
+    if ((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (ts[1:] >= ts[:-1]))).all():
+        return frame
+    return frame.take(np.lexsort((ts, codes))).reset_index(drop=True)
+
+
+def instrument_codes(frame: pd.DataFrame) -> np.ndarray:
+    """One integer per row naming its (venue, symbol), ordered like the names."""
+    return _pair_codes(frame)[0]
+
+
+def instrument_starts(frame: pd.DataFrame) -> np.ndarray:
+    """The first row of each instrument in a frame sorted by (venue, symbol, ts)."""
+    import numpy as np
+
+    codes = instrument_codes(frame)
+    if len(codes) == 0:
+        return np.zeros(0, dtype="int64")
+    return np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
 
 
 def _pair_codes(frame: pd.DataFrame) -> tuple[np.ndarray, pd.Index, pd.Index]:

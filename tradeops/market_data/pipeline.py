@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -203,13 +203,3 @@ def resolve_day(partition_key: str | None, conf: dict[str, Any] | None, logical_
     if logical_date is None:
         raise ValueError("this run has no partition key, no conf 'day' and no logical date: which day is it for?")
     return (logical_date.astimezone(UTC) - timedelta(days=1)).date()
-
-
-def previous_days(store: FeatureStore, day: date, count: int) -> list[date]:
-    """Up to ``count`` stored days before ``day``, newest last."""
-    return [d for d in store.days() if d < day][-count:]
-
-
-def instruments_in(frame: pd.DataFrame) -> Sequence[tuple[str, str]]:
-    pairs = frame[["venue", "symbol"]].drop_duplicates()
-    return [(str(v), str(s)) for v, s in pairs.itertuples(index=False)]

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from tradeops.errors import DataValidationError
 from tradeops.market_data.calendars import CalendarName, expected_minutes
-from tradeops.market_data.frames import as_sorted_category, key_codes, rows_of
+from tradeops.market_data.frames import (
+    as_sorted_category,
+    instrument_starts,
+    instruments,
+    key_codes,
+    rows_of,
+    sort_bars,
+)
 from tradeops.market_data.settings import Action, CheckName, ValidationConfig
 
 if TYPE_CHECKING:
@@ -104,10 +111,10 @@ def validate_day(
     import numpy as np
     import pandas as pd
 
-    bars = _sorted(bars)
+    bars = sort_bars(bars)
     findings: list[Finding] = []
     findings += _row_findings(bars, config)
-    keys = list(universe) if universe is not None else _keys(bars)
+    keys = list(universe) if universe is not None else sorted(instruments(bars))
     screen = _Screen(bars, day, calendars, config)
     completeness: dict[str, dict[str, int]] = {}
     fills = []
@@ -139,7 +146,7 @@ def validate_day(
     if fills:
         extra = pd.concat(fills, ignore_index=True)
         extra = extra.loc[~rows_of(extra, out)] if out else extra
-        kept = _sorted(pd.concat([kept, extra], ignore_index=True))
+        kept = sort_bars(pd.concat([kept, extra], ignore_index=True))
     kept = kept.reset_index(drop=True)
     return ValidationResult(kept, findings, quarantined, completeness, filled, len(keys))
 
@@ -162,11 +169,11 @@ class _Screen:
             self.index: dict[tuple[str, str], int] = {}
             self.present = self.suspect = np.zeros(0)
             return
-        venue_codes, symbol_codes = key_codes(bars)
-        codes = venue_codes * (int(symbol_codes.max()) + 1) + symbol_codes
+        venue_codes = key_codes(bars)[0]
         n = len(bars)
-        breaks = np.concatenate(([True], codes[1:] != codes[:-1]))
-        self.starts = np.flatnonzero(breaks)
+        self.starts = instrument_starts(bars)
+        breaks = np.zeros(n, dtype=bool)
+        breaks[self.starts] = True
         self.ends = np.concatenate((self.starts[1:], [n])).astype("int64")
         ids = np.cumsum(breaks) - 1
         groups = len(self.starts)
@@ -212,26 +219,6 @@ def _stale_flags(bars: pd.DataFrame, breaks: np.ndarray, length: int) -> np.ndar
     out = np.zeros(len(prices))
     out[starts[(ends - starts) >= length]] = 1.0
     return out
-
-
-def _sorted(bars: pd.DataFrame) -> pd.DataFrame:
-    """``bars`` in (venue, symbol, ts) order (already so when built by ``frames.concat``)."""
-    import numpy as np
-
-    if len(bars) < 2:
-        return bars.reset_index(drop=True)
-    venue, symbol = key_codes(bars)
-    ts = bars["ts"].array.asi8
-    key = venue * (int(symbol.max()) + 1) + symbol
-    same = key[1:] == key[:-1]
-    if ((key[1:] > key[:-1]) | (same & (ts[1:] >= ts[:-1]))).all():  # already in order: no sort
-        return bars.reset_index(drop=True)
-    return bars.take(np.lexsort((ts, symbol, venue))).reset_index(drop=True)
-
-
-def _keys(bars: pd.DataFrame) -> list[tuple[str, str]]:
-    pairs = bars[["venue", "symbol"]].drop_duplicates()
-    return [(str(v), str(s)) for v, s in pairs.itertuples(index=False)]
 
 
 def _schema(config: ValidationConfig) -> Any:
@@ -311,7 +298,7 @@ def _from_failure_cases(bars: pd.DataFrame, cases: pd.DataFrame, config: Validat
         rows = rows[(rows >= 0) & (rows < len(bars))]
         if len(rows) == 0:  # a column-level failure (wrong type, missing column): every instrument
             detail = "; ".join(sorted({f"{c}: {k}" for c, k in zip(group["column"], group["check"], strict=False)}))
-            for venue, symbol in _keys(bars) or [("?", "?")]:
+            for venue, symbol in sorted(instruments(bars)) or [("?", "?")]:
                 findings.append(_finding(venue, symbol, "schema", config, 0, (), detail))
             continue
         hit = bars.iloc[rows]
