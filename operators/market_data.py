@@ -8,8 +8,8 @@ and returns a small JSON summary (XCom never carries bars).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -102,19 +102,14 @@ class ValidateBarsOperator(_DayOperator):
         except DataValidationError as exc:
             raise AirflowFailException(str(exc)) from exc
         pipeline.stage(root, key, "validated", result.bars)
-        summary = result.summary()
-        (pipeline.staging_dir(root, key) / "validation.json").write_bytes(json.dumps(summary).encode())
+        pipeline.stage_json(root, key, "validation", result.summary())
         return {
             "day": day.isoformat(),
             "kept_bars": len(result.bars),
             "quarantined": sorted(result.quarantined),
-            "findings": {f.check: summary_count(result, f.check) for f in result.findings},
+            "findings": dict(Counter(f.check for f in result.findings)),
             "filled_bars": result.filled,
         }
-
-
-def summary_count(result: Any, check: str) -> int:
-    return sum(1 for f in result.findings if f.check == check)
 
 
 class ComputeFeaturesOperator(_DayOperator):
@@ -133,7 +128,7 @@ class LoadFeaturesOperator(_DayOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         _loaded, root, day, key = self.context_of(context)
         features = pipeline.staged(root, key, "features")
-        summary = json.loads((pipeline.staging_dir(root, key) / "validation.json").read_bytes())
+        summary = pipeline.staged_json(root, key, "validation")
         manifest = pipeline.load(root, day, features, summary)
         log.info("day %s loaded: %d rows, version %s", day, manifest["rows"], manifest["version"])
         for outlet in self.outlets:
@@ -194,11 +189,6 @@ class CheckDataHealthOperator(_DayOperator):
         for verdict in result.verdicts:
             self.log.info(
                 "drift %s on %s: %s - %s", verdict.group, day, verdict.assessment.level, verdict.assessment.summary
-            )
-        stale = [f for f in result.freshness if f["status"] in ("stale", "no data")]
-        for entry in stale:
-            self.log.warning(
-                "freshness: %s %s %s (last bar %s)", entry["venue"], entry["symbol"], entry["status"], entry["last_bar"]
             )
         return {"day": day.isoformat(), **result.summary(), "published": publish_alerts(result.alerts)}
 

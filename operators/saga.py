@@ -218,9 +218,7 @@ class CompensateOperator(BaseOperator):
         if now < deadline:
             self.log.info("Waiting for settlement until at most %s: %s", deadline.isoformat(), report.waiting)
             raise AirflowRescheduleException(min(deadline, max(due, now + _SETTLE_RECHECK), now + _SETTLE_POLL))
-        message = escalate(
-            ti.dag_id, ti.run_id, report, by=by, why=f"transfers not settled by {deadline.isoformat()}"
-        )
+        message = escalate(ti.dag_id, ti.run_id, report, by=by, why=f"transfers not settled by {deadline.isoformat()}")
         raise AirflowFailException(message)
 
 

@@ -45,9 +45,7 @@ def halt_trading(run_id: str, reasons: list[str], by: str) -> tuple[risk.StateRe
     """Set HALTED; (the state it replaced, the HALTED record written)."""
     before = risk.get_state()
     why = "; ".join(reasons) or "manual"
-    halted = risk.set_state(
-        risk.TradingState.HALTED, reason=f"emergency stop ({run_id}): {why}"[:2000], changed_by=by
-    )
+    halted = risk.set_state(risk.TradingState.HALTED, reason=f"emergency stop ({run_id}): {why}"[:2000], changed_by=by)
     return before, halted
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.dag_files import load_dag
 from tests.fixtures.kafka import end_offsets, read_from
+from tests.fixtures.paper import data_fault, set_data_faults
 from tests.fixtures.watch import fresh_topics
 from tradeops.config import settings
 from tradeops.market_data.store import FeatureStore
@@ -77,11 +78,6 @@ def _task_states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-def _faults(monkeypatch: pytest.MonkeyPatch, *faults: dict[str, str]) -> None:
-    monkeypatch.setenv("TRADEOPS__PAPER__DATA_FAULTS", json.dumps(list(faults)))
-    settings.cache_clear()
-
-
 def test_data_pipeline_when_run_for_a_day_then_partition_archive_health_and_asset_event(
     store: FeatureStore, airflow_db: Path
 ) -> None:
@@ -129,15 +125,9 @@ def test_data_pipeline_when_a_day_is_rerun_then_replaced_same_rows_no_duplicates
 def test_data_pipeline_when_a_symbol_has_a_missing_hour_then_quarantined_and_the_rest_loaded(
     store: FeatureStore, airflow_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _faults(
+    set_data_faults(
         monkeypatch,
-        {
-            "venue": "alpaca",
-            "symbol": "IWM/USD",
-            "kind": "missing",
-            "start": "2026-11-24T17:00:00Z",
-            "end": "2026-11-24T18:00:00Z",
-        },
+        data_fault("alpaca", "IWM/USD", "missing", "2026-11-24T17:00:00Z", "2026-11-24T18:00:00Z"),
     )
     run = _pipeline(DAY)
 
@@ -155,16 +145,10 @@ def test_data_pipeline_when_most_symbols_broken_then_validate_fails_and_the_stor
     assert _pipeline(DAY).state == "success"
     version = store.manifest(DAY)["version"]
     broken = [
-        {
-            "venue": v,
-            "symbol": s,
-            "kind": "negative_volume",
-            "start": "2026-11-24T15:00:00Z",
-            "end": "2026-11-24T15:05:00Z",
-        }
+        data_fault(v, s, "negative_volume", "2026-11-24T15:00:00Z", "2026-11-24T15:05:00Z")
         for v, s in (("binance", "BTC/USDT"), ("binance", "ETH/USDT"), ("alpaca", "TSLA/USD"))
     ]
-    _faults(monkeypatch, *broken)
+    set_data_faults(monkeypatch, *broken)
 
     run = _pipeline(DAY)
 
@@ -177,8 +161,7 @@ def test_feature_health_check_when_features_are_like_the_reference_then_no_drift
     store: FeatureStore, airflow_db: Path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with fresh_topics(kafka_bootstrap, monkeypatch) as topics:
-        for offset in range(3, 0, -1):
-            assert _pipeline(DAY - timedelta(days=offset)).state == "success"
+        _store_days_before(DAY, 3)
         start = end_offsets(kafka_bootstrap, topics.data_alerts)
 
         run = _health(datetime(2026, 11, 24, 20, 0, tzinfo=UTC))
@@ -196,18 +179,11 @@ def test_feature_health_check_when_prices_freeze_then_drift_escalates_to_critica
     store: FeatureStore, airflow_db: Path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with fresh_topics(kafka_bootstrap, monkeypatch) as topics:
-        for offset in range(3, 0, -1):
-            assert _pipeline(DAY - timedelta(days=offset)).state == "success"
-        _faults(
+        _store_days_before(DAY, 3)
+        set_data_faults(
             monkeypatch,
             *[
-                {
-                    "venue": "binance",
-                    "symbol": s,
-                    "kind": "stale",
-                    "start": "2026-11-24T00:00:00Z",
-                    "end": "2026-11-25T00:00:00Z",
-                }
+                data_fault("binance", s, "stale", "2026-11-24T00:00:00Z", "2026-11-25T00:00:00Z")
                 for s in ("BTC/USDT", "ETH/USDT")
             ],
         )
@@ -224,6 +200,12 @@ def test_feature_health_check_when_prices_freeze_then_drift_escalates_to_critica
         drift = [a for a in alerts if a["check"] == "feature_drift" and a["scope"] == "24/7"]
         assert drift and drift[-1]["level"] == "critical" and drift[-1]["event_type"] == "data_alert"
         assert "rv_30" in drift[-1]["features"] or "range_pct" in drift[-1]["features"]
+
+
+def _store_days_before(day: date, count: int) -> None:
+    """The reference the hourly check reads: ``count`` days before ``day`` through the pipeline."""
+    for offset in range(count, 0, -1):
+        assert _pipeline(day - timedelta(days=offset)).state == "success"
 
 
 def _health(end: datetime) -> Any:

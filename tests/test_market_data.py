@@ -6,7 +6,6 @@ files in a local object store (fsspec ``file://``). The Airflow DAG is in tests/
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.fixtures.paper import data_fault, set_data_faults
 from tradeops.config import settings
 from tradeops.errors import ConfigError, DataValidationError
 from tradeops.market_data import features, frames, pipeline
@@ -39,11 +39,6 @@ def _day_bars(venue: str, symbol: str, day: date) -> pd.DataFrame:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     bars = PaperVenue(venue, settings()).bars(symbol, "1m", start, start + timedelta(days=1))
     return frames.concat([frames.with_keys(bars, venue, symbol)])
-
-
-def _faults(monkeypatch: pytest.MonkeyPatch, *faults: dict[str, str]) -> None:
-    monkeypatch.setenv("TRADEOPS__PAPER__DATA_FAULTS", json.dumps(list(faults)))
-    settings.cache_clear()
 
 
 def _store(tmp_path: Path) -> FeatureStore:
@@ -141,15 +136,9 @@ def test_universe_when_empty_or_unknown_then_config_error_names_the_key(monkeypa
 def test_validate_when_an_hour_is_missing_then_a_gap_names_symbol_and_its_timestamps(
     paper_world: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _faults(
+    set_data_faults(
         monkeypatch,
-        {
-            "venue": "alpaca",
-            "symbol": "TSLA/USD",
-            "kind": "missing",
-            "start": "2026-11-24T15:00:00Z",
-            "end": "2026-11-24T16:00:00Z",
-        },
+        data_fault("alpaca", "TSLA/USD", "missing", "2026-11-24T15:00:00Z", "2026-11-24T16:00:00Z"),
     )
     bars = _day_bars("alpaca", "TSLA/USD", DAY)
 
@@ -176,22 +165,10 @@ def test_validate_when_nyse_holiday_or_early_close_then_nothing_is_missing(paper
 def test_validate_when_high_below_low_and_negative_volume_then_each_named_with_timestamps(
     paper_world: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _faults(
+    set_data_faults(
         monkeypatch,
-        {
-            "venue": "binance",
-            "symbol": "BTC/USDT",
-            "kind": "high_below_low",
-            "start": "2026-11-24T10:00:00Z",
-            "end": "2026-11-24T10:03:00Z",
-        },
-        {
-            "venue": "binance",
-            "symbol": "BTC/USDT",
-            "kind": "negative_volume",
-            "start": "2026-11-24T11:30:00Z",
-            "end": "2026-11-24T11:31:00Z",
-        },
+        data_fault("binance", "BTC/USDT", "high_below_low", "2026-11-24T10:00:00Z", "2026-11-24T10:03:00Z"),
+        data_fault("binance", "BTC/USDT", "negative_volume", "2026-11-24T11:30:00Z", "2026-11-24T11:31:00Z"),
     )
     bars = _day_bars("binance", "BTC/USDT", DAY)
 
@@ -206,15 +183,9 @@ def test_validate_when_high_below_low_and_negative_volume_then_each_named_with_t
 def test_validate_when_one_symbol_is_quarantined_then_the_others_go_on(
     paper_world: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _faults(
+    set_data_faults(
         monkeypatch,
-        {
-            "venue": "binance",
-            "symbol": "ETH/USDT",
-            "kind": "duplicate",
-            "start": "2026-11-24T08:00:00Z",
-            "end": "2026-11-24T08:10:00Z",
-        },
+        data_fault("binance", "ETH/USDT", "duplicate", "2026-11-24T08:00:00Z", "2026-11-24T08:10:00Z"),
     )
     raw = pipeline.extract(settings(), DAY, lambda name: open_raw_venue(name))
 
@@ -228,15 +199,9 @@ def test_validate_when_one_symbol_is_quarantined_then_the_others_go_on(
 def test_validate_when_a_fail_check_or_too_many_quarantined_then_raises_naming_each(
     paper_world: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _faults(
+    set_data_faults(
         monkeypatch,
-        {
-            "venue": "binance",
-            "symbol": "BTC/USDT",
-            "kind": "negative_volume",
-            "start": "2026-11-24T09:00:00Z",
-            "end": "2026-11-24T09:02:00Z",
-        },
+        data_fault("binance", "BTC/USDT", "negative_volume", "2026-11-24T09:00:00Z", "2026-11-24T09:02:00Z"),
     )
     bars = _day_bars("binance", "BTC/USDT", DAY)
     strict = ValidationConfig(policy={"negative_volume": "fail"})
@@ -245,29 +210,11 @@ def test_validate_when_a_fail_check_or_too_many_quarantined_then_raises_naming_e
         validate_day(bars, DAY, {"binance": "24/7"}, strict).raise_for_failures(strict)
     with pytest.raises(DataValidationError, match="1 of 1 symbols quarantined"):
         validate_day(bars, DAY, {"binance": "24/7"}, ValidationConfig()).raise_for_failures(ValidationConfig())
-    _faults(
+    set_data_faults(
         monkeypatch,
-        {
-            "venue": "binance",
-            "symbol": "BTC/USDT",
-            "kind": "missing",
-            "start": "2026-11-24T09:00:00Z",
-            "end": "2026-11-24T12:00:00Z",
-        },
-        {
-            "venue": "binance",
-            "symbol": "ETH/USDT",
-            "kind": "missing",
-            "start": "2026-11-24T09:00:00Z",
-            "end": "2026-11-24T12:00:00Z",
-        },
-        {
-            "venue": "alpaca",
-            "symbol": "TSLA/USD",
-            "kind": "missing",
-            "start": "2026-11-24T15:00:00Z",
-            "end": "2026-11-24T16:00:00Z",
-        },
+        data_fault("binance", "BTC/USDT", "missing", "2026-11-24T09:00:00Z", "2026-11-24T12:00:00Z"),
+        data_fault("binance", "ETH/USDT", "missing", "2026-11-24T09:00:00Z", "2026-11-24T12:00:00Z"),
+        data_fault("alpaca", "TSLA/USD", "missing", "2026-11-24T15:00:00Z", "2026-11-24T16:00:00Z"),
     )
     raw = pipeline.extract(settings(), DAY, lambda name: open_raw_venue(name))
     with pytest.raises(DataValidationError, match=r"3 of 4 symbols quarantined \(75% > .*50%\)"):
@@ -277,22 +224,10 @@ def test_validate_when_a_fail_check_or_too_many_quarantined_then_raises_naming_e
 def test_validate_when_stale_prices_or_a_spike_then_warned_not_quarantined(
     paper_world: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _faults(
+    set_data_faults(
         monkeypatch,
-        {
-            "venue": "binance",
-            "symbol": "BTC/USDT",
-            "kind": "stale",
-            "start": "2026-11-24T02:00:00Z",
-            "end": "2026-11-24T03:00:00Z",
-        },
-        {
-            "venue": "binance",
-            "symbol": "BTC/USDT",
-            "kind": "spike",
-            "start": "2026-11-24T05:00:00Z",
-            "end": "2026-11-24T05:01:00Z",
-        },
+        data_fault("binance", "BTC/USDT", "stale", "2026-11-24T02:00:00Z", "2026-11-24T03:00:00Z"),
+        data_fault("binance", "BTC/USDT", "spike", "2026-11-24T05:00:00Z", "2026-11-24T05:01:00Z"),
     )
     result = validate_day(_day_bars("binance", "BTC/USDT", DAY), DAY, {"binance": "24/7"}, ValidationConfig())
 
@@ -305,15 +240,9 @@ def test_validate_when_stale_prices_or_a_spike_then_warned_not_quarantined(
 def test_validate_when_fill_configured_then_short_holes_filled_and_marked_never_silently(
     paper_world: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _faults(
+    set_data_faults(
         monkeypatch,
-        {
-            "venue": "binance",
-            "symbol": "BTC/USDT",
-            "kind": "missing",
-            "start": "2026-11-24T06:00:00Z",
-            "end": "2026-11-24T06:03:00Z",
-        },
+        data_fault("binance", "BTC/USDT", "missing", "2026-11-24T06:00:00Z", "2026-11-24T06:03:00Z"),
     )
     bars = _day_bars("binance", "BTC/USDT", DAY)
 

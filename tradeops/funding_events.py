@@ -68,6 +68,4 @@ def publish_deviations(
     ]
 
 
-
-
 __all__ = ["EVENT_SOURCE", "deviation_events", "publish_deviations"]

@@ -78,4 +78,3 @@ def current(name: str, *, engine: Engine | None = None) -> Lease | None:
         if row is None
         else Lease(name=row.name, holder=row.holder, acquired_at=row.acquired_at, expires_at=row.expires_at)
     )
-

@@ -102,9 +102,11 @@ def _show(args: argparse.Namespace) -> int:
         )
     health = manifest.get("health")
     if health:
+        from tradeops.market_data.health import UNWELL
+
         for group in health["drift"]:
             print(f"drift {group['group']}: {group['level']} - {group['summary']}")
-        stale = [f for f in health["freshness"] if f["status"] in ("stale", "no data")]
+        stale = [f for f in health["freshness"] if f["status"] in UNWELL]
         for entry in stale:
             print(f"freshness: {entry['venue']} {entry['symbol']} {entry['status']} (last bar {entry['last_bar']})")
     return 0

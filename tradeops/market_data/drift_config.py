@@ -72,30 +72,10 @@ class DriftConfig(BaseModel):
             raise ValueError(f"must be at least min_samples ({floor}): fewer rows decide no pair")
         return value
 
-    @field_validator("psi_critical")
+    @field_validator("psi_critical", "missing_critical", "shift_critical", "spread_critical", "correlation_critical")
     @classmethod
-    def _psi_order(cls, value: float, info: ValidationInfo) -> float:
-        return _above(info, value, "psi_warning")
-
-    @field_validator("missing_critical")
-    @classmethod
-    def _missing_order(cls, value: float, info: ValidationInfo) -> float:
-        return _above(info, value, "missing_warning")
-
-    @field_validator("shift_critical")
-    @classmethod
-    def _shift_order(cls, value: float, info: ValidationInfo) -> float:
-        return _above(info, value, "shift_warning")
-
-    @field_validator("spread_critical")
-    @classmethod
-    def _spread_order(cls, value: float, info: ValidationInfo) -> float:
-        return _above(info, value, "spread_warning")
-
-    @field_validator("correlation_critical")
-    @classmethod
-    def _correlation_order(cls, value: float, info: ValidationInfo) -> float:
-        return _above(info, value, "correlation_warning")
+    def _critical_above_warning(cls, value: float, info: ValidationInfo) -> float:
+        return _above(info, value, str(info.field_name).replace("_critical", "_warning"))
 
     @field_validator("range_quantiles")
     @classmethod

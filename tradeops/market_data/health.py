@@ -11,12 +11,13 @@ exist). The statistics and the false-alarm control are in ``tradeops.market_data
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tradeops.config import Settings
-from tradeops.market_data.calendars import CalendarName, calendar_for, session_bounds
+from tradeops.market_data.calendars import CalendarName, session_bounds
+from tradeops.market_data.pipeline import calendars
 from tradeops.market_data.registry import FEATURE_NAMES
 from tradeops.market_data.store import FeatureStore
 
@@ -32,20 +33,28 @@ DRIFT_FEATURES: tuple[str, ...] = FEATURE_NAMES
 DISCRETE_FEATURES = frozenset({"vol_regime", "trend_regime"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GroupHealth:
+    """One calendar group's verdict, with the pooled frames it was drawn from (for the report)."""
+
     group: CalendarName
     assessment: DriftAssessment
+    reference: pd.DataFrame = field(repr=False)
+    current: pd.DataFrame = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"group": self.group, **self.assessment.to_dict()}
 
 
+# Freshness statuses that need a look (the others: fresh, closed, not open yet).
+UNWELL = frozenset({"stale", "no data"})
+
+
 def groups(settings: Settings) -> dict[CalendarName, list[str]]:
     """Calendar group -> the universe's venues in it."""
     out: dict[CalendarName, list[str]] = {}
-    for venue in sorted(settings.market_data.universe):
-        out.setdefault(calendar_for(settings.venue(venue).asset_class), []).append(venue)
+    for venue, calendar in sorted(calendars(settings).items()):
+        out.setdefault(calendar, []).append(venue)
     return out
 
 
@@ -95,12 +104,16 @@ def _independent_share(series: np.ndarray, discrete: bool) -> float:
     return (1 - rho) / (1 + rho)
 
 
-def reference(store: FeatureStore, before: date, days: int) -> pd.DataFrame:
-    """The samples of up to ``days`` stored days before ``before`` (the drift reference)."""
+def reference_days(store: FeatureStore, before: date, days: int) -> list[date]:
+    """Up to ``days`` stored days before ``before``, oldest first (the drift reference)."""
+    return [d for d in store.days() if d < before][-days:]
+
+
+def reference(store: FeatureStore, days: Sequence[date]) -> pd.DataFrame:
+    """The stored samples of ``days``, pooled."""
     import pandas as pd
 
-    chosen = [d for d in store.days() if d < before][-days:]
-    parts = [store.read_sample(d) for d in chosen]
+    parts = [store.read_sample(d) for d in days]
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["venue", "symbol", "ts"])
 
@@ -116,16 +129,16 @@ def assess_groups(
 
     out = []
     for group, venues in groups(settings).items():
-        state = (previous or {}).get(group)
+        pooled_ref, pooled_cur = of_group(ref, venues), of_group(current, venues)
         verdict = assess(
-            of_group(ref, venues),
-            of_group(current, venues),
+            pooled_ref,
+            pooled_cur,
             settings.feature_health,
-            state,
+            (previous or {}).get(group),
             effective_current=effective_shares(current, venues),
             effective_reference=effective_shares(ref, venues),
         )
-        out.append(GroupHealth(group, verdict))
+        out.append(GroupHealth(group, verdict, pooled_ref, pooled_cur))
     return out
 
 
@@ -139,9 +152,9 @@ def freshness(
 
     last = frame.groupby(["venue", "symbol"], observed=True)["ts"].max() if len(frame) else pd.Series(dtype=object)
     out = []
+    of_venue = calendars(settings)
     for venue, symbols in sorted(settings.market_data.universe.items()):
-        calendar = calendar_for(settings.venue(venue).asset_class)
-        bounds = session_bounds(calendar, day)
+        bounds = session_bounds(of_venue[venue], day)
         for symbol in symbols:
             seen = last.get((venue, symbol)) if len(last) else None
             if bounds is None:

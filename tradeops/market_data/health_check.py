@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any
 from tradeops.config import Settings
 from tradeops.market_data import features as feature_code
 from tradeops.market_data import frames
-from tradeops.market_data.calendars import calendar_for
-from tradeops.market_data.health import GroupHealth, assess_groups, freshness, groups, of_group, reference
-from tradeops.market_data.pipeline import TIMEFRAME, universe
+from tradeops.market_data.health import UNWELL, GroupHealth, assess_groups, freshness, reference, reference_days
+from tradeops.market_data.pipeline import Instrument, calendars, fetch_universe, universe
 from tradeops.market_data.store import FeatureStore, atomic_write
 
 if TYPE_CHECKING:
@@ -60,9 +59,7 @@ class HealthResult:
             "window_start": self.window_start.isoformat() if self.window_start else None,
             "window_end": self.window_end.isoformat() if self.window_end else None,
             "groups": {g.group: {"level": g.assessment.level, "summary": g.assessment.summary} for g in self.verdicts},
-            "stale_symbols": [
-                f"{f['venue']} {f['symbol']}" for f in self.freshness if f["status"] in ("stale", "no data")
-            ],
+            "stale_symbols": [f"{f['venue']} {f['symbol']}" for f in self.freshness if f["status"] in UNWELL],
             "alerts": [{"level": a.level, "check": a.check, "scope": a.scope} for a in self.alerts],
             "reports": self.reports,
         }
@@ -72,8 +69,8 @@ def nightly(settings: Settings, root: UPath, day: Any) -> HealthResult:
     """The stored ``day`` against the samples of the previous days; recorded in its manifest."""
     store = FeatureStore(root)
     current = store.read_day(day)
-    ref = reference(store, day, settings.market_data.reference_days)
-    verdicts = assess_groups(settings, current, ref)
+    before = reference_days(store, day, settings.market_data.reference_days)
+    verdicts = assess_groups(settings, current, reference(store, before))
     fresh = freshness(current, settings, day)
     result = HealthResult(None, None, verdicts, fresh)
     result.alerts = alerts(result, f"day {day.isoformat()}", report=None)
@@ -82,7 +79,7 @@ def nightly(settings: Settings, root: UPath, day: Any) -> HealthResult:
         health={
             "freshness": fresh,
             "drift": [g.to_dict() for g in verdicts],
-            "reference_days": [d.isoformat() for d in store.days() if d < day][-settings.market_data.reference_days :],
+            "reference_days": [d.isoformat() for d in before],
         },
     )
     return result
@@ -102,31 +99,22 @@ def window_bars(settings: Settings) -> dict[str, int]:
 def latest_features(settings: Settings, end: datetime, open_venue: Callable[[str], Venue]) -> pd.DataFrame:
     """Features of each instrument's last ``window_bars`` bars before ``end``, from bars fetched now
     with the nightly warm-up before them (the same code as the nightly pipeline)."""
-    import pandas as pd
-
     sizes = window_bars(settings)
     warm = settings.market_data.warmup_bars
-    parts = []
-    venues: dict[str, Venue] = {}
-    try:
-        for item in universe(settings):
-            venue = venues.get(item.venue) or venues.setdefault(item.venue, open_venue(item.venue))
-            needed = sizes[item.calendar] + warm
-            # 24/7: that many minutes; equities: enough sessions, across a weekend or a holiday
-            reach = timedelta(minutes=needed) if item.calendar == "24/7" else timedelta(days=4 + needed // 390 * 2)
-            bars = venue.bars(item.symbol, TIMEFRAME, end - reach, end)
-            parts.append(frames.with_keys(bars, item.venue, item.symbol))
-    finally:
-        for venue in venues.values():
-            venue.close()
-    computed = feature_code.compute(frames.concat(parts), keep_until=end, created_at=end)
-    size = (
-        computed["venue"]
-        .astype(str)
-        .map({v: sizes[calendar_for(settings.venue(v).asset_class)] for v in settings.market_data.universe})
-    )
+
+    def span(item: Instrument) -> tuple[datetime, datetime]:
+        needed = sizes[item.calendar] + warm
+        # 24/7: that many minutes; equities: enough sessions, across a weekend or a holiday
+        reach = timedelta(minutes=needed) if item.calendar == "24/7" else timedelta(days=4 + needed // 390 * 2)
+        return end - reach, end
+
+    fetched = fetch_universe(settings, open_venue, span)
+    bars = frames.concat([frames.with_keys(part, item.venue, item.symbol) for item, part in fetched])
+    computed = feature_code.compute(bars, keep_until=end, created_at=end)
+    of_venue = calendars(settings)
+    size = computed["venue"].astype(str).map({v: sizes[c] for v, c in of_venue.items()})
     position = computed.groupby(["venue", "symbol"], observed=True).cumcount(ascending=False)
-    return computed.loc[(position < size).to_numpy()].reset_index(drop=True).pipe(pd.DataFrame)
+    return computed.loc[(position < size).to_numpy()].reset_index(drop=True)
 
 
 def hourly(
@@ -141,63 +129,42 @@ def hourly(
     end = end.astimezone(UTC)
     current = latest_features(settings, end, open_venue)
     store = FeatureStore(root)
-    ref = reference(store, end.date() + timedelta(days=1), settings.market_data.reference_days)
+    days = reference_days(store, end.date() + timedelta(days=1), settings.market_data.reference_days)
     state = load_state(root)
     previous = {group: DriftState.from_dict(s) for group, s in state.get("groups", {}).items()}
-    verdicts = assess_groups(settings, current, ref, previous)
-    fresh = _hourly_freshness(current, settings, end)
+    verdicts = assess_groups(settings, current, reference(store, days), previous)
+    fresh = freshness(current, settings, (end - timedelta(minutes=1)).date(), until=end)
     start = current["ts"].min() if len(current) else None
     result = HealthResult(start.to_pydatetime() if start is not None else None, end, verdicts, fresh)
     folder = root / "reports" / "health" / end.strftime("%Y-%m-%dT%H%M")
-    result.reports = write_reports(folder, result, ref, current, settings, state.get("history", []))
+    result.reports = write_reports(folder, result, settings, state.get("history", []))
     result.alerts = alerts(result, f"window to {end:%Y-%m-%d %H:%M} UTC", report=str(folder))
     save_state(root, state, result)
     return result
 
 
-def _hourly_freshness(current: pd.DataFrame, settings: Settings, end: datetime) -> list[dict[str, Any]]:
-    out = []
-    for day in sorted({(end - timedelta(minutes=1)).date()}):
-        out += freshness(current, settings, day, until=end)
-    return out
-
-
 def write_reports(
-    folder: UPath,
-    result: HealthResult,
-    ref: pd.DataFrame,
-    current: pd.DataFrame,
-    settings: Settings,
-    history: list[dict[str, Any]],
+    folder: UPath, result: HealthResult, settings: Settings, history: list[dict[str, Any]]
 ) -> dict[str, str]:
     """``report.md``, PNGs and ``summary.json`` per group; returns group -> report path."""
     from tradeops.market_data.drift_report import render
 
-    venues_of = groups(settings)
+    of_venue = calendars(settings)
     paths = {}
     for verdict in result.verdicts:
         past = [h["groups"][verdict.group] for h in history if verdict.group in h.get("groups", {})][-_PLOTTED:]
-        files = render(
-            verdict.assessment,
-            of_group(ref, venues_of[verdict.group]),
-            of_group(current, venues_of[verdict.group]),
-            past,
-        )
+        files = render(verdict.assessment, verdict.reference, verdict.current, past)
         target = folder / _slug(verdict.group)
         target.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             (target / name).write_bytes(data)
         summary = {
             **verdict.to_dict(),
-            "freshness": [f for f in result.freshness if calendar_of(settings, f) == verdict.group],
+            "freshness": [f for f in result.freshness if of_venue[f["venue"]] == verdict.group],
         }
         (target / "summary.json").write_bytes(json.dumps(summary, indent=2, default=str).encode())
         paths[verdict.group] = str(target / "report.md")
     return paths
-
-
-def calendar_of(settings: Settings, entry: dict[str, Any]) -> str:
-    return calendar_for(settings.venue(entry["venue"]).asset_class)
 
 
 def _slug(group: str) -> str:
@@ -224,7 +191,7 @@ def alerts(result: HealthResult, where: str, report: str | None) -> list[DataAle
                 report=report,
             )
         )
-    stale = [f for f in result.freshness if f["status"] in ("stale", "no data")]
+    stale = [f for f in result.freshness if f["status"] in UNWELL]
     if stale:
         names = ", ".join(f"{f['venue']} {f['symbol']} ({f['status']}, last {f['last_bar']})" for f in stale)
         out.append(

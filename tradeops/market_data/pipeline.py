@@ -8,6 +8,7 @@ decide which day it works on.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -66,6 +67,27 @@ def warmup_start(calendar: CalendarName, day: date, bars: int) -> datetime:
     return day_bounds(trading_days_before(calendar, day, days)[0])[0]
 
 
+def fetch_universe(
+    settings: Settings,
+    open_venue: Callable[[str], Venue],
+    span: Callable[[Instrument], tuple[datetime, datetime]],
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[tuple[Instrument, pd.DataFrame]]:
+    """Every instrument's 1-minute bars over ``span(instrument)``, each venue opened once and
+    closed after. A temporary venue error is retried (1 s, 2 s) before it propagates."""
+    venues: dict[str, Venue] = {}
+    out = []
+    try:
+        for item in universe(settings):
+            venue = venues.get(item.venue) or venues.setdefault(item.venue, open_venue(item.venue))
+            start, end = span(item)
+            out.append((item, _fetch(venue, item.symbol, start, end, sleep)))
+    finally:
+        for venue in venues.values():
+            venue.close()
+    return out
+
+
 def extract(
     settings: Settings,
     day: date,
@@ -74,26 +96,21 @@ def extract(
 ) -> pd.DataFrame:
     """1-minute bars of every instrument for ``day`` plus its warm-up, through each ``Venue``.
 
-    A temporary venue error is retried (1 s, 2 s) before it fails the task (whose own retries,
-    with backoff, then run the extract again). Rows before the day carry ``warmup = True``."""
+    Temporary venue errors are retried (``fetch_universe``) before they fail the task (whose own
+    retries, with backoff, then run the extract again). Rows before the day carry ``warmup = True``."""
     import pandas as pd
 
     day_start, day_end = day_bounds(day)
     warmup = settings.market_data.warmup_bars
-    venues: dict[str, Venue] = {}
+    fetched = fetch_universe(
+        settings, open_venue, lambda item: (warmup_start(item.calendar, day, warmup), day_end), sleep
+    )
     parts = []
-    try:
-        for item in universe(settings):
-            venue = venues.get(item.venue) or venues.setdefault(item.venue, open_venue(item.venue))
-            start = warmup_start(item.calendar, day, warmup)
-            bars = _fetch(venue, item.symbol, start, day_end, sleep)
-            early = bars["ts"] < pd.Timestamp(day_start)
-            bars = pd.concat([bars.loc[early].tail(warmup), bars.loc[~early]], ignore_index=True)
-            bars["warmup"] = bars["ts"] < pd.Timestamp(day_start)
-            parts.append(frames.with_keys(bars, item.venue, item.symbol))
-    finally:
-        for venue in venues.values():
-            venue.close()
+    for item, bars in fetched:
+        early = bars["ts"] < pd.Timestamp(day_start)
+        bars = pd.concat([bars.loc[early].tail(warmup), bars.loc[~early]], ignore_index=True)
+        bars["warmup"] = bars["ts"] < pd.Timestamp(day_start)
+        parts.append(frames.with_keys(bars, item.venue, item.symbol))
     out = frames.concat(parts)
     log.info(
         "extracted %d bars (%d warm-up) for %d instruments on %s",
@@ -183,6 +200,19 @@ def staged(root: UPath, run_key: str, name: str) -> pd.DataFrame:
     frame = read_parquet(path)
     frame["ts"] = frame["ts"].astype("datetime64[us, UTC]")
     return frame
+
+
+def stage_json(root: UPath, run_key: str, name: str, value: Any) -> None:
+    path = staging_dir(root, run_key) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(json.dumps(value).encode())
+
+
+def staged_json(root: UPath, run_key: str, name: str) -> Any:
+    path = staging_dir(root, run_key) / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the earlier task of this run did not hand it over (clear it to re-run)")
+    return json.loads(path.read_bytes())
 
 
 def clean_staging(root: UPath, run_key: str) -> None:

@@ -65,9 +65,7 @@ class _Board:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            return [
-                self._latest.get(venue, not_measured(venue, "first round still running")) for venue in self._venues
-            ]
+            return [self._latest.get(venue, not_measured(venue, "first round still running")) for venue in self._venues]
 
 
 def flatten_desk(
@@ -90,7 +88,11 @@ def flatten_desk(
         try:
             venue = open_one(name)
             report = flatten_venue(
-                venue, settings, key_prefix=f"{key_prefix}/{name}", deadline=deadline, on_round=board.post,
+                venue,
+                settings,
+                key_prefix=f"{key_prefix}/{name}",
+                deadline=deadline,
+                on_round=board.post,
                 **loop_kwargs,
             )
             return report.to_dict()

@@ -120,12 +120,22 @@ def _progress(report: FlattenReport, wait: float, left: float) -> None:
     if report.round_error:
         log.warning(
             "Stop %s round %d: not flat (%s; error: %s); next round in %.1fs, %.0fs left",
-            report.venue, report.rounds, legs, report.round_error, wait, left,
+            report.venue,
+            report.rounds,
+            legs,
+            report.round_error,
+            wait,
+            left,
         )
     else:
         log.warning(
             "Stop %s round %d: %s (%s); next round in %.1fs, %.0fs left",
-            report.venue, report.rounds, report.status, legs, wait, left,
+            report.venue,
+            report.rounds,
+            report.status,
+            legs,
+            wait,
+            left,
         )
 
 

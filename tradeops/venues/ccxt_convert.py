@@ -34,6 +34,4 @@ def to_ms(value: datetime) -> int:
 def candle(row: list[Any]) -> Candle:
     ts = from_ms(row[0])
     assert ts is not None
-    return Candle(
-        ts=ts, open=dec(row[1]), high=dec(row[2]), low=dec(row[3]), close=dec(row[4]), volume=dec(row[5])
-    )
+    return Candle(ts=ts, open=dec(row[1]), high=dec(row[2]), low=dec(row[3]), close=dec(row[4]), volume=dec(row[5]))
