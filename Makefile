@@ -57,7 +57,7 @@ bench: $(STAMP)
 	  $(BIN)/python scripts/bench_events.py throughput --valid $${VALID:-500} --malformed $${MALFORMED:-50}
 
 bench-data: $(STAMP)
-	$(BIN)/python scripts/bench_data.py --symbols $${SYMBOLS:-700}
+	$(BIN)/python scripts/bench_data.py --symbols $${SYMBOLS:-700} --runs $${RUNS:-5}
 	PYTHONPATH=. $(BIN)/python scripts/bench_drift.py
 
 lint: $(STAMP)

@@ -312,18 +312,93 @@ def test_features_when_checked_against_independent_pandas_formulas_then_equal() 
         assert mine["ret_1"].isna().sum() == 1  # never borrowed across instruments
 
 
-def test_features_when_computed_alone_among_many_or_in_chunks_then_bit_identical() -> None:
+@pytest.mark.parametrize("fill", [None, "ffill"], ids=["quarantine", "quarantine-and-fill"])
+def test_compute_features_when_a_symbol_quarantined_or_bars_filled_then_features_of_warmup_and_validated_bars(
+    paper_world: None, monkeypatch: pytest.MonkeyPatch, fill: str | None
+) -> None:
+    """The nightly features are those of each kept instrument's warm-up followed by its validated
+    day, whether the raw frame is used as it is (nothing added) or rebuilt (filled rows)."""
+    set_data_faults(
+        monkeypatch,
+        data_fault("binance", "ETH/USDT", "duplicate", "2026-11-24T08:00:00Z", "2026-11-24T08:10:00Z"),
+        data_fault("binance", "BTC/USDT", "missing", "2026-11-24T06:00:00Z", "2026-11-24T06:03:00Z"),
+    )
+    if fill:
+        monkeypatch.setenv("TRADEOPS__MARKET_DATA__VALIDATION__FILL", fill)
+        settings.cache_clear()
+    raw = pipeline.extract(settings(), DAY, lambda name: open_raw_venue(name))
+    result = pipeline.validate(settings(), DAY, raw)
+    assert list(result.quarantined) == ["binance ETH/USDT"] and result.filled == (3 if fill else 0)
+
+    got = pipeline.compute_features(raw, result.bars, DAY, created_at=_utc("2026-11-25T02:00"))
+
+    warm = raw.loc[raw["warmup"] & (raw["symbol"] != "ETH/USDT")].drop(columns=["warmup"]).assign(filled=False)
+    bars = pd.concat([warm, result.bars]).sort_values(["venue", "symbol", "ts"], kind="stable")
+    expected = features.compute(
+        frames.concat([bars]),
+        keep_from=_utc("2026-11-24T00:00"),
+        keep_until=_utc("2026-11-25T00:00"),
+        created_at=_utc("2026-11-25T02:00"),
+    )
+    as_text = {"venue": str, "symbol": str}
+    pd.testing.assert_frame_equal(got.astype(as_text), expected.astype(as_text), check_exact=True)
+    assert len(got) == len(result.bars) and int(got["filled"].sum()) == result.filled
+    assert "ETH/USDT" not in set(got["symbol"].astype(str))
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["equal-lengths", "ragged-with-gaps"])
+def test_features_when_computed_alone_among_many_or_in_chunks_then_bit_identical(ragged: bool) -> None:
     """An instrument's features depend on its own bars only: the nightly run (whole universe, in
-    chunks) and the hourly check (fetched again) compute exactly the same values."""
-    bars = _synthetic(6, 700)
+    chunks) and the hourly check (fetched again) compute exactly the same values, also when the
+    instruments have different lengths and missing prices (the padded grid path)."""
+    bars = _ragged(6, 700) if ragged else _synthetic(6, 700)
     whole = features.compute(bars, chunk_rows=10**9)
     chunked = features.compute(bars, chunk_rows=1_000)
-    alone = features.compute(bars.loc[bars["symbol"] == "S4/USD"].reset_index(drop=True))
-
     as_text = {"venue": str, "symbol": str}
     pd.testing.assert_frame_equal(whole.astype(as_text), chunked.astype(as_text), check_exact=True)
-    mine = whole.loc[whole["symbol"] == "S4/USD"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(mine.astype(as_text), alone.astype(as_text), check_exact=True)
+    for symbol in ("S1/USD", "S4/USD"):
+        alone = features.compute(bars.loc[bars["symbol"] == symbol].reset_index(drop=True))
+        mine = whole.loc[whole["symbol"] == symbol].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine.astype(as_text), alone.astype(as_text), check_exact=True)
+
+
+def test_exponential_averages_when_ragged_with_gaps_then_equal_a_plain_recursion() -> None:
+    """The blocked recursion on the instrument grid against the textbook loop, per instrument:
+    seeded with the first finite value, NaN before it, a missing value repeats the last one."""
+    bars = _ragged(5, 400)
+    cols = features._Columns(bars)
+    close = cols.close
+    alphas = (2 / 13, 1 / 14, 2 / 241)
+    got = cols.emas(*((close, alpha) for alpha in alphas))
+    ends = np.append(cols.grid.starts[1:], len(bars))
+    for alpha, average in zip(alphas, got, strict=True):
+        for start, end in zip(cols.grid.starts, ends, strict=True):
+            expected = np.full(end - start, np.nan)
+            level, last = None, None
+            for i, x in enumerate(close[start:end]):
+                if np.isfinite(x):
+                    last = x
+                if last is None:
+                    continue
+                level = last if level is None else level
+                level = alpha * last + (1 - alpha) * level
+                expected[i] = level
+            np.testing.assert_allclose(average[start:end], expected, rtol=1e-12, equal_nan=True)
+    assert np.isnan(got[0][cols.grid.starts[4] : ends[4]]).all()  # an instrument without a price
+
+
+def _ragged(symbols: int, rows: int) -> pd.DataFrame:
+    """Instruments of different lengths; missing closes inside one, a leading run in another, and
+    an instrument with no close at all (the last)."""
+    bars = _synthetic(symbols, rows)
+    starts = frames.instrument_starts(bars)
+    drop = np.concatenate([np.arange(start, start + 37 * index) for index, start in enumerate(starts)])
+    bars = bars.drop(index=drop).reset_index(drop=True)
+    starts = frames.instrument_starts(bars)
+    bars.loc[starts[1] + np.array([50, 51, 52, 300]), "close"] = np.nan
+    bars.loc[starts[2] : starts[2] + 9, "close"] = np.nan
+    bars.loc[starts[-1] :, "close"] = np.nan
+    return bars
 
 
 def _synthetic(symbols: int, rows: int) -> pd.DataFrame:

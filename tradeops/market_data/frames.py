@@ -88,6 +88,21 @@ def instrument_starts(frame: pd.DataFrame) -> np.ndarray:
     return np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
 
 
+def instrument_cuts(frame: pd.DataFrame, rows: int, starts: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Row ranges of whole instruments of a sorted frame, each about ``rows`` long (an
+    instrument longer than that is one range): chunks for computing, parts for writing.
+    ``starts``: the frame's ``instrument_starts`` when already known."""
+    if len(frame) <= rows:
+        return [(0, len(frame))]
+    cuts, begin = [], 0
+    for start in (instrument_starts(frame) if starts is None else starts)[1:]:
+        if start - begin >= rows:
+            cuts.append((begin, int(start)))
+            begin = int(start)
+    cuts.append((begin, len(frame)))
+    return cuts
+
+
 def _pair_codes(frame: pd.DataFrame) -> tuple[np.ndarray, pd.Index, pd.Index]:
     venue, symbol = key_codes(frame)
     venues = as_sorted_category(frame["venue"]).cat.categories

@@ -149,8 +149,17 @@ def validate(settings: Settings, day: date, raw: pd.DataFrame) -> ValidationResu
 def compute_features(raw: pd.DataFrame, validated: pd.DataFrame, day: date, created_at: datetime) -> pd.DataFrame:
     """Features of the validated day bars, with the raw warm-up rows of the kept symbols before them."""
     start, end = day_bounds(day)
+    kept = frames.instruments(validated)
+    if not validated["filled"].any():
+        # validation only dropped quarantined instruments: the validated bars are the raw day
+        # rows of the kept ones, and raw is already in (instrument, time) order with each
+        # instrument's warm-up first, so its rows are used as they are (no copy, no sort)
+        everyone = len(kept) == len(frames.instruments(raw))
+        bars = raw if everyone else raw.loc[frames.rows_of(raw, kept)].reset_index(drop=True)
+        if int((~bars["warmup"]).sum()) == len(validated):
+            return feature_code.compute(bars, keep_from=start, keep_until=end, created_at=created_at)
     warm = raw.loc[raw["warmup"].to_numpy()].drop(columns=["warmup"])
-    warm = warm.loc[frames.rows_of(warm, frames.instruments(validated))]
+    warm = warm.loc[frames.rows_of(warm, kept)]
     bars = frames.concat([warm.assign(filled=False), validated]) if len(warm) else frames.concat([validated])
     return feature_code.compute(bars, keep_from=start, keep_until=end, created_at=created_at)
 
