@@ -20,6 +20,7 @@ from tradeops.errors import ConfigError
 from tradeops.market_data.drift_config import DriftConfig
 from tradeops.market_data.settings import DataFault, MarketDataConfig
 from tradeops.model import MarketKind, parse_symbol
+from tradeops.models.settings import ModelsConfig
 
 ENV_PREFIX = "TRADEOPS__"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -295,6 +296,7 @@ class Settings(_Frozen):
     stop_loss: StopLossConfig = StopLossConfig()
     market_data: MarketDataConfig = MarketDataConfig()
     feature_health: DriftConfig = DriftConfig()
+    models: ModelsConfig = ModelsConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
