@@ -67,6 +67,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.kafka",
     "tests.fixtures.postgres",
     "tests.fixtures.s3",
+    "tests.fixtures.models",
 ]
 
 

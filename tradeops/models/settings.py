@@ -31,6 +31,15 @@ class TrainingConfig(_Frozen):
     test_share: float = Field(default=0.2, gt=0, lt=0.5)
     seed: int = 7
 
+    @model_validator(mode="after")
+    def _whole_steps(self) -> TrainingConfig:
+        if self.horizon_bars % self.sample_every:
+            raise ValueError(
+                f"horizon_bars ({self.horizon_bars}) must be a multiple of sample_every ({self.sample_every}):"
+                " a label spans whole sampling steps"
+            )
+        return self
+
 
 class BacktestConfig(_Frozen):
     """The vectorised backtest of the held-out window (and of the shadow replay)."""
