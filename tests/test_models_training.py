@@ -65,3 +65,119 @@ def test_samples_for_when_the_store_is_nearly_empty_then_not_enough_data_says_ho
     write_feature_days(model_stores, _days(1), beta=0.0, instruments=[("binance", "BTC/USDT")])
     with pytest.raises(NotEnoughData, match="1 day"):
         samples_for(settings(), FIRST + timedelta(days=1))
+
+
+# -- evaluation and gates ----------------------------------------------------------------------------
+
+
+def _samples(store: FeatureStore, beta: float, days: int = 8) -> object:
+    write_feature_days(store, _days(days), beta=beta)
+    return load_samples(settings(), store, _days(days))
+
+
+def test_evaluate_when_the_data_carries_a_real_signal_then_every_gate_passes_and_the_signal_matters_most(
+    model_stores: FeatureStore,
+) -> None:
+    from tradeops.models.model_card import feature_importance
+    from tradeops.models.training import evaluate
+
+    evaluation = evaluate(settings(), _samples(model_stores, beta=0.6))
+
+    assert evaluation.passed, [(g.name, g.value, g.rule) for g in evaluation.failed()]
+    assert {g.name for g in evaluation.gates} == {
+        f"{m}_24x7" for m in ("sharpe", "max_drawdown", "win_rate", "trades", "psr")
+    }
+    assert feature_importance(evaluation, seed=1).index[0] == SIGNAL
+    assert evaluation.test.starts.min() > evaluation.train.ends.max()  # purged: no label reaches the test
+
+
+def test_evaluate_when_the_data_is_noise_then_gates_fail_and_say_by_how_much(model_stores: FeatureStore) -> None:
+    from tradeops.models.training import evaluate
+
+    evaluation = evaluate(settings(), _samples(model_stores, beta=0.0))
+
+    assert not evaluation.passed
+    failed = {g.name: g for g in evaluation.failed()}
+    assert "psr_24x7" in failed or "sharpe_24x7" in failed
+    assert all(np.isnan(g.value) or g.rule.split()[0] in "<>=" for g in failed.values())
+
+
+def test_evaluate_when_run_twice_on_the_same_partitions_then_the_same_metrics(model_stores: FeatureStore) -> None:
+    from tradeops.models.training import evaluate
+
+    samples = _samples(model_stores, beta=0.3, days=5)
+    first, second = evaluate(settings(), samples), evaluate(settings(), samples)
+
+    assert first.chosen == second.chosen and first.cv == second.cv
+    assert first.classification == second.classification
+    assert [g.metrics for g in first.groups] == [g.metrics for g in second.groups]
+
+
+# -- the training DAG end to end: MLflow, registry, promotion ------------------------------------------
+
+
+def _train_run(before: date) -> tuple[dict[str, str], object]:
+    from tests.dag_files import load_dag
+
+    run = load_dag("training_pipeline").test(run_conf={"before": before.isoformat()})
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}, run
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_training_pipeline_when_the_signal_is_real_then_registered_with_card_and_promoted_to_challenger(
+    model_stores: FeatureStore, airflow_db: object
+) -> None:
+    import json
+
+    from tradeops.models import registry, tracking
+
+    write_feature_days(model_stores, _days(8), beta=0.6)
+
+    states, _ = _train_run(FIRST + timedelta(days=8))
+
+    assert states == {"train": "success", "needs_approval": "success", "approve": "skipped", "promote": "success"}
+    loaded = settings()
+    (version,) = registry.versions(loaded)
+    assert registry.alias_version(loaded, "challenger") == version.version
+    assert version.passed
+    client = tracking.client(loaded)
+    tags = client.get_model_version(loaded.models.registered_model, version.version).tags
+    assert tags["gate.sharpe_24x7"] == "pass" and float(tags["gate.sharpe_24x7.limit"]) == 2.0
+    assert json.loads(tags["features"])[0] == "ret_1" and tags["train_first_day"] == FIRST.isoformat()
+    artifacts = {a.path for a in client.list_artifacts(version.run_id, "model_card")}
+    assert {f"model_card/{n}" for n in ("model_card.md", "equity_curve.png", "drawdown.png")} <= artifacts
+    assert {"model_card/feature_importance.png", "model_card/calibration.png"} <= artifacts
+    assert [a.path for a in client.list_artifacts(version.run_id, "data")] == ["data/manifests.json"]
+    run = client.get_run(version.run_id)
+    assert run.data.params["gates.min_sharpe"] == "2.0" and "test.24x7.sharpe" in run.data.metrics
+    (change,) = registry.alias_history(loaded)
+    assert (change.alias, change.new_version, change.actor) == ("challenger", version.version, "training_pipeline")
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_training_pipeline_when_the_data_is_noise_then_registered_as_failed_and_nothing_promoted(
+    model_stores: FeatureStore, airflow_db: object
+) -> None:
+    from tradeops.models import registry
+
+    write_feature_days(model_stores, _days(8), beta=0.0)
+
+    states, _ = _train_run(FIRST + timedelta(days=8))
+
+    assert states["train"] == "success" and states["promote"] == "skipped"
+    loaded = settings()
+    (version,) = registry.versions(loaded)
+    assert not version.passed
+    assert registry.alias_version(loaded, "challenger") is None and registry.alias_history(loaded) == []
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_training_pipeline_when_the_store_is_empty_then_train_skipped_with_the_reason(
+    model_stores: FeatureStore, airflow_db: object
+) -> None:
+    states, _ = _train_run(FIRST)
+
+    assert states == {"train": "skipped", "needs_approval": "skipped", "approve": "skipped", "promote": "skipped"}

@@ -122,6 +122,8 @@ class KafkaTopics(_Frozen):
     risk_alerts: str = "risk-alerts"
     # Drift, stale data, late pipelines: for people and dashboards; no watcher acts on it.
     data_alerts: str = "data-alerts"
+    # Model rollouts: stages passed, finished, held, rolled back. For people; no watcher acts on it.
+    model_events: str = "model-events"
     dead_letter: str = "tradeops-dead-letter"
 
 

@@ -233,7 +233,25 @@ class DataAlert(EventBase):
     )
 
 
-Event = MarketShock | CapitalThreshold | FundingRateDeviation | CriticalAlert | StopLossReport | DataAlert
+class ModelDeployment(EventBase):
+    """A model deployment moved: a canary stage passed, the rollout finished, held or rolled back.
+
+    Published to ``model-events`` for people and dashboards; no watcher trades on it. A rollback
+    has already happened when this is sent (routing is back on the champion)."""
+
+    event_type: Literal["model_deployment"] = "model_deployment"
+    status: Literal["started", "stage_passed", "finalized", "held", "rolled_back"]
+    model: Name
+    version: Name
+    champion: Name | None = None
+    stage: int | None = Field(default=None, ge=0, le=100)
+    instruments: int | None = Field(default=None, ge=0)
+    reason: Text
+
+
+Event = (
+    MarketShock | CapitalThreshold | FundingRateDeviation | CriticalAlert | StopLossReport | DataAlert | ModelDeployment
+)
 
 
 @dataclass(frozen=True)
@@ -286,6 +304,19 @@ REGISTRY: dict[str, EventSpec] = {
             "scope": "24/7",
             "message": "rv_30 drifted: psi 0.35 > 0.3, ks q=1e-6, 3 consecutive windows",
             "features": ["rv_30"],
+        },
+    ),
+    "model_deployment": EventSpec(
+        ModelDeployment,
+        "model_events",
+        {
+            "status": "rolled_back",
+            "model": "tradeops_direction",
+            "version": "7",
+            "champion": "6",
+            "stage": 1,
+            "instruments": 1,
+            "reason": "canary stage 1: error rate 3.1% > 1.0% (4 of 130)",
         },
     ),
     "stop_loss_report": EventSpec(
