@@ -20,6 +20,8 @@ from typing import Literal
 import numpy as np
 
 _EULER_GAMMA = 0.5772156649015329
+# Differences spread less than this share of their size are constant (float rounding aside).
+_CONSTANT = 1e-9
 _MINUTES_PER_YEAR = {"XNYS": 252 * 390, "24/7": 365 * 24 * 60}
 
 
@@ -129,7 +131,7 @@ def paired_pnl_test(
         return PairedVerdict("inconclusive", n, mean, float("nan"), f"{n} paired bars, fewer than {min_samples}")
     if not d.any():
         return PairedVerdict("not_worse", n, 0.0, 0.0, f"identical PnL on all {n} paired bars")
-    if np.ptp(d) == 0:
+    if np.ptp(d) <= _CONSTANT * np.abs(d).max():  # constant up to rounding: no error to estimate
         return PairedVerdict("inconclusive", n, mean, float("nan"), f"constant difference {mean:.3g}: no variance")
     lag = _newey_west_lag(n)
     error = math.sqrt(_newey_west_variance(d, lag) / n)
