@@ -298,7 +298,8 @@ def test_predict_when_columns_missing_then_error_returned_and_recorded_with_the_
     (record,) = predictions(version="2")
     assert record.error == prediction.error
     assert record.features["spread_bps"] is None  # NaN stored as null
-    assert record.features["symbol"] == "BTC/USDT" and record.features["vol_5"] == pytest.approx(frame["vol_5"].iloc[-1])
+    assert record.features["symbol"] == "BTC/USDT"
+    assert record.features["vol_5"] == pytest.approx(frame["vol_5"].iloc[-1])
 
 
 def test_predict_when_feature_is_nan_or_unrouted_then_error_recorded_not_raised(store: Any) -> None:
