@@ -2,10 +2,12 @@
 (``champion``, ``challenger``, ``previous``) whose every move is recorded.
 
 MLflow keeps only where an alias points now, so each change also writes a row to
-``model_alias_history`` (model, alias, old and new version, actor, reason, time). The row is
-written in a project-database transaction that commits only after MLflow accepted the move: a
-refused move leaves no row. Setting an alias to the version it already names, or removing an
-alias that does not exist, changes nothing and records nothing.
+``model_alias_history`` (model, alias, old and new version, actor, reason, time). The alias is
+read and moved inside a project-database transaction holding the history row, which commits only
+after MLflow accepted the move: a refused move leaves no row, and on SQLite (whose transactions
+take the write lock) two movers cannot both record the same old version. Setting an alias to the
+version it already names, or removing an alias that does not exist, changes nothing and records
+nothing.
 
 The gate results are the version tags the training writes: ``gate.<name>`` = "pass"/"fail",
 ``gate.<name>.value``, ``gate.<name>.limit``, plus ``features`` (JSON list of input columns),
@@ -98,10 +100,10 @@ def set_alias(
     _require_who_and_why(actor, reason)
     version = str(version)
     client, name = tracking.client(settings), settings.models.registered_model
-    old = _aliases(client, name).get(alias)
-    if old == version:
-        return
     with transaction(engine or get_engine()) as conn:
+        old = _aliases(client, name).get(alias)
+        if old == version:
+            return
         conn.execute(insert(model_alias_history).values(_change(name, alias, old, version, actor, reason)))
         client.set_registered_model_alias(name, alias, version)
 
@@ -110,10 +112,10 @@ def remove_alias(settings: Settings, alias: str, actor: str, reason: str, *, eng
     """Remove ``alias`` and record it; an alias that is not set is left alone, with no record."""
     _require_who_and_why(actor, reason)
     client, name = tracking.client(settings), settings.models.registered_model
-    old = _aliases(client, name).get(alias)
-    if old is None:
-        return
     with transaction(engine or get_engine()) as conn:
+        old = _aliases(client, name).get(alias)
+        if old is None:
+            return
         conn.execute(insert(model_alias_history).values(_change(name, alias, old, None, actor, reason)))
         client.delete_registered_model_alias(name, alias)
 

@@ -79,21 +79,10 @@ def assign(
     """Route ``instruments`` to ``version`` of ``model`` (default: ``models.registered_model``) in
     ``role``, in one transaction; returns the instruments whose route changed (each also got a
     history row)."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
-    if not actor.strip() or not reason.strip():
-        raise ValueError("a routing change needs an actor and a reason (they are its history)")
-    version = str(version)
-    if not version.strip():
-        raise ValueError("a routing change needs a model version")
-    name = model or _registered_model()
-    wanted = sorted(set(instruments))
-    changed: list[Instrument] = []
+    _check(version, role, actor, reason)
+    name, wanted = model or _registered_model(), set(instruments_of(instruments))
     with transaction(engine or get_engine()) as conn:
-        for venue, symbol in wanted:
-            if _route_one(conn, venue, symbol, name, version, role, actor, reason):
-                changed.append((venue, symbol))
-    return changed
+        return _assign(conn, wanted, name, str(version), role, actor, reason)
 
 
 def route_all(
@@ -107,11 +96,14 @@ def route_all(
     engine: Engine | None = None,
 ) -> list[Instrument]:
     """Route every instrument of ``universe`` (venue -> symbols, or (venue, symbol) pairs) and
-    every instrument already in the table to ``version`` in ``role``: nothing is left on another
-    version, even an instrument that has since left the universe."""
-    engine = engine or get_engine()
-    everything = set(instruments_of(universe)) | set(routes(engine))
-    return assign(everything, version, role, actor, reason, model=model, engine=engine)
+    every instrument already in the table to ``version`` in ``role``, in one transaction: nothing
+    is left on another version, even an instrument that has since left the universe."""
+    _check(version, role, actor, reason)
+    name, wanted = model or _registered_model(), set(instruments_of(universe))
+    with transaction(engine or get_engine()) as conn:
+        routed = conn.execute(select(model_routes.c.venue, model_routes.c.symbol)).all()
+        wanted |= {(row.venue, row.symbol) for row in routed}
+        return _assign(conn, wanted, name, str(version), role, actor, reason)
 
 
 def history(limit: int = 50, engine: Engine | None = None) -> list[RouteChange]:
@@ -137,10 +129,31 @@ def history(limit: int = 50, engine: Engine | None = None) -> list[RouteChange]:
 
 
 def instruments_of(universe: Mapping[str, Sequence[str]] | Iterable[Instrument]) -> list[Instrument]:
-    """(venue, symbol) pairs of a universe given as ``market_data.universe`` or as pairs."""
+    """Sorted (venue, symbol) pairs of a universe given as ``market_data.universe`` or as pairs
+    (tuples, or two-item lists as they come back from JSON)."""
     if isinstance(universe, Mapping):
-        return sorted((venue, symbol) for venue, symbols in universe.items() for symbol in symbols)
-    return sorted(set(universe))
+        return sorted({(str(venue), str(symbol)) for venue, symbols in universe.items() for symbol in symbols})
+    return sorted({(str(venue), str(symbol)) for venue, symbol in universe})
+
+
+def _check(version: str, role: str, actor: str, reason: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
+    if not actor.strip() or not reason.strip():
+        raise ValueError("a routing change needs an actor and a reason (they are its history)")
+    if not str(version).strip():
+        raise ValueError("a routing change needs a model version")
+
+
+def _assign(
+    conn: Connection, instruments: set[Instrument], model: str, version: str, role: str, actor: str, reason: str
+) -> list[Instrument]:
+    """Route each instrument, in (venue, symbol) order so concurrent writers lock rows alike."""
+    return [
+        (venue, symbol)
+        for venue, symbol in sorted(instruments)
+        if _route_one(conn, venue, symbol, model, version, role, actor, reason)
+    ]
 
 
 def _route_one(
