@@ -335,7 +335,8 @@ def _bar_ts(features: pd.DataFrame) -> datetime | None:
 
 
 def _jsonable_row(row: pd.Series | pd.DataFrame | None) -> dict[str, Any]:
-    """A row as JSON-safe values: numbers as floats or ints, NaN and missing as None, times as ISO text."""
+    """A row as JSON-safe values: numbers as floats or ints, NaN, NaT, NA and infinities as None,
+    times as ISO text."""
     if row is None:
         return {}
     series = row.iloc[0] if hasattr(row, "columns") else row
