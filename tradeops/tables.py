@@ -12,6 +12,7 @@ from sqlalchemy import MetaData
 import tradeops.event_inbox
 import tradeops.kafka.watch_store
 import tradeops.leases
+import tradeops.models.model_tables
 import tradeops.risk
 import tradeops.saga.breaker
 import tradeops.saga.ledger

@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "tradeops.cli.setup_cmds",
     "tradeops.cli.stack_cmds",
     "tradeops.cli.data_cmds",
+    "tradeops.cli.models_cmds",
 )
 
 
