@@ -135,7 +135,6 @@ class CanaryOperator(BaseOperator):
         deployment = loaded.models.deployment
         share = deployment.canary_stages[stage]
         routing.assign(
-            loaded,
             instruments,
             release.green,
             "canary",

@@ -19,6 +19,7 @@ from tradeops.events import (
     DataAlert,
     FundingRateDeviation,
     MarketShock,
+    ModelDeployment,
     StopLossReport,
     build_event,
     cli_name,
@@ -238,7 +239,15 @@ def test_topic_for_when_each_type_then_its_configured_topic() -> None:
 def test_registry_when_listed_then_every_model_type_present() -> None:
     models = {spec.model for spec in REGISTRY.values()}
 
-    assert models == {MarketShock, CapitalThreshold, FundingRateDeviation, CriticalAlert, StopLossReport, DataAlert}
+    assert models == {
+        MarketShock,
+        CapitalThreshold,
+        FundingRateDeviation,
+        CriticalAlert,
+        StopLossReport,
+        DataAlert,
+        ModelDeployment,
+    }
     assert {spec.topic_attr for spec in REGISTRY.values()} <= set(KafkaTopics.model_fields)
 
 

@@ -14,7 +14,7 @@ from operators.saga import SagaStep, saga_chain
 PLACE_ORDER = "tradeops.saga.actions.place_order"
 STALLING = {"retries": 60, "retry_delay": timedelta(seconds=2), "retry_exponential_backoff": 0}
 
-for dag_id, timeout in (("saga_probe_timeout", timedelta(seconds=25)), ("saga_probe_stall", None)):
+for dag_id, timeout in (("saga_probe_timeout", timedelta(seconds=40)), ("saga_probe_stall", None)):
     with DAG(
         dag_id=dag_id,
         schedule=None,

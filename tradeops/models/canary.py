@@ -106,9 +106,7 @@ def judge(
 
     deployment = settings.models.deployment
     wanted = set(instruments)
-    logged = [
-        p for p in serving.predictions(settings, since=since, until=now, version=green) if (p.venue, p.symbol) in wanted
-    ]
+    logged = [p for p in serving.predictions(since=since, until=now, version=green) if (p.venue, p.symbol) in wanted]
     errors = sum(1 for p in logged if p.error)
     rate = errors / len(logged) if logged else float("nan")
     latencies = np.array([p.latency_ms for p in logged if p.latency_ms is not None], dtype="float64")
@@ -176,13 +174,13 @@ def _paired_pnl(
     if not realised:
         return np.zeros(0), np.zeros(0)
     returns = realised_returns(settings, [(p.venue, p.symbol, p.bar_ts) for p in realised], hold, open_venue)
+    predictor = serving.Predictor(settings)
     green_p, blue_p, kept = [], [], []
     for p, r in zip(realised, returns, strict=True):
         if not math.isfinite(r):
             continue
-        baseline = serving.predict_with(
-            settings, blue, p.venue, p.symbol, pd.DataFrame([p.features]), bar_ts=p.bar_ts, role="shadow"
-        )
+        row = pd.DataFrame([p.features])
+        baseline = predictor.predict_with(blue, p.venue, p.symbol, row, role="shadow", bar_ts=p.bar_ts)
         if baseline.error or baseline.probability is None:
             continue
         green_p.append(p.probability)

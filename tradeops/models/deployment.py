@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradeops.config import Settings
 from tradeops.errors import TradeopsError
+from tradeops.models.registry import CHALLENGER, CHAMPION, PREVIOUS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from tradeops.market_data.store import FeatureStore
 
 log = logging.getLogger(__name__)
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 _LATENCY_ROWS = 200  # single-row predictions timed per model in the shadow replay
 _SMOKE_ROWS = 500
 
@@ -230,14 +230,10 @@ def rollback(settings: Settings, release: Release, reason: str, actor: str) -> N
 
     why = f"rollback of version {release.green}: {reason}"
     if release.blue:
-        routing.route_all(settings, release.blue, "champion", actor=actor, reason=why, universe=universe(settings))
+        routing.route_all(release.blue, "champion", actor=actor, reason=why, universe=universe(settings))
     else:
-        routing.unroute(
-            settings,
-            [i for i, r in routing.routes(settings).items() if r.version == release.green],
-            actor=actor,
-            reason=why,
-        )
+        on_green = [i for i, route in routing.routes().items() if route.version == release.green]
+        routing.unroute(on_green, actor=actor, reason=why)
     registry.remove_alias(settings, CHALLENGER, actor=actor, reason=why)
     log.error("deployment of version %s rolled back: %s", release.green, reason)
 
@@ -247,7 +243,7 @@ def finalize(settings: Settings, release: Release, actor: str) -> None:
     from tradeops.models import registry, routing
 
     why = f"version {release.green} passed every canary stage"
-    routing.route_all(settings, release.green, "champion", actor=actor, reason=why, universe=universe(settings))
+    routing.route_all(release.green, "champion", actor=actor, reason=why, universe=universe(settings))
     if release.blue:
         registry.set_alias(settings, PREVIOUS, release.blue, actor=actor, reason=f"replaced by {release.green}")
     registry.set_alias(settings, CHAMPION, release.green, actor=actor, reason=why)

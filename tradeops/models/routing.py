@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 
 from tradeops.db import get_engine, insert_unless_exists, lock_clause, transaction, utcnow
 from tradeops.models.model_tables import model_route_history, model_routes
@@ -43,9 +43,9 @@ class RouteChange:
     symbol: str
     model: str
     old_version: str | None
-    new_version: str
+    new_version: str | None  # None: the route was removed
     old_role: str | None
-    new_role: str
+    new_role: str | None
     actor: str
     reason: str
     at: datetime
@@ -104,6 +104,43 @@ def route_all(
         routed = conn.execute(select(model_routes.c.venue, model_routes.c.symbol)).all()
         wanted |= {(row.venue, row.symbol) for row in routed}
         return _assign(conn, wanted, name, str(version), role, actor, reason)
+
+
+def unroute(
+    instruments: Iterable[Instrument],
+    actor: str,
+    reason: str,
+    *,
+    engine: Engine | None = None,
+) -> list[Instrument]:
+    """Remove the routes of ``instruments`` (no model serves them any more), in one transaction
+    with a history row each; returns the instruments that had a route. The rollback of a first
+    deployment uses it: there is no champion to route back to."""
+    if not actor.strip() or not reason.strip():
+        raise ValueError("a routing change needs an actor and a reason (they are its history)")
+    removed = []
+    with transaction(engine or get_engine()) as conn:
+        for venue, symbol in instruments_of(instruments):
+            current = _locked_row(conn, venue, symbol)
+            if current is None:
+                continue
+            conn.execute(delete(model_routes).where(model_routes.c.venue == venue, model_routes.c.symbol == symbol))
+            conn.execute(
+                insert(model_route_history).values(
+                    venue=venue,
+                    symbol=symbol,
+                    model=current.model,
+                    old_version=current.version,
+                    new_version=None,
+                    old_role=current.role,
+                    new_role=None,
+                    actor=actor,
+                    reason=reason,
+                    at=utcnow(),
+                )
+            )
+            removed.append((venue, symbol))
+    return removed
 
 
 def history(limit: int = 50, engine: Engine | None = None) -> list[RouteChange]:

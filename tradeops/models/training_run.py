@@ -144,6 +144,8 @@ def _log_model(settings: Settings, evaluation: Evaluation) -> str:
         signature=signature,
         input_example=example,
         registered_model_name=settings.models.registered_model,
+        # saved with skops (no pickle); the boosted trees' bin mapper holds numpy dtypes
+        skops_trusted_types=["numpy.dtype"],
         # recorded, not inferred (inference imports the model in a subprocess): the deployment
         # checks these against the environment that will serve it
         pip_requirements=[
