@@ -21,6 +21,7 @@ from tradeops.config import Settings, settings
 log = logging.getLogger(__name__)
 ACTOR = "deployment_pipeline"
 RESOLVE_TASK = "resolve"
+CANARY_STATE = "canary_progress"
 
 
 def release_of(context: Context) -> Any:
@@ -147,6 +148,7 @@ class CanaryOperator(BaseOperator):
             "canary stage %d: %d instruments on version %s for %g s", stage + 1, len(instruments), release.green, window
         )
         self._wait(
+            context,
             stage,
             started,
             started + timedelta(seconds=window),
@@ -154,33 +156,37 @@ class CanaryOperator(BaseOperator):
             started + timedelta(seconds=window),
         )
 
-    def _wait(self, stage: int, started: datetime, window_end: datetime, latest_end: datetime, until: datetime) -> None:
-        self.defer(
-            trigger=DateTimeTrigger(moment=until),
-            method_name="check",
-            kwargs={
+    def _wait(
+        self,
+        context: Context,
+        stage: int,
+        started: datetime,
+        window_end: datetime,
+        latest_end: datetime,
+        until: datetime,
+    ) -> None:
+        # the progress goes to XCom, not the trigger's kwargs: dag.test() replaces those with the
+        # event when it resumes the task
+        context["ti"].xcom_push(
+            key=CANARY_STATE,
+            value={
                 "stage": stage,
                 "started": started.isoformat(),
                 "window_end": window_end.isoformat(),
                 "latest_end": latest_end.isoformat(),
             },
         )
+        self.defer(trigger=DateTimeTrigger(moment=until), method_name="check")
 
-    def check(
-        self,
-        context: Context,
-        stage: int,
-        started: str,
-        window_end: str,
-        latest_end: str,
-        event: Any = None,
-    ) -> dict[str, Any] | None:
+    def check(self, context: Context, event: Any = None) -> dict[str, Any] | None:
         from tradeops.market_data.health_check import load_state
         from tradeops.models import canary
         from tradeops.venues.factory import open_raw_venue
 
         loaded, release = settings(), release_of(context)
-        begun, planned, longest = (datetime.fromisoformat(t) for t in (started, window_end, latest_end))
+        state = context["ti"].xcom_pull(task_ids=self.task_id, key=CANARY_STATE)
+        stage = int(state["stage"])
+        begun, planned, longest = (datetime.fromisoformat(state[k]) for k in ("started", "window_end", "latest_end"))
         now = datetime.now(UTC)
         plan = self._plan(loaded)
         history = load_state(store_root(loaded)).get("history", [])
@@ -209,7 +215,7 @@ class CanaryOperator(BaseOperator):
             raise AirflowFailException(reason)
         if verdict.outcome == "extend":
             step = max((planned - begun).total_seconds() / 4, 1.0)
-            self._wait(stage, begun, planned, longest, min(now + timedelta(seconds=step), longest))
+            self._wait(context, stage, begun, planned, longest, min(now + timedelta(seconds=step), longest))
         notify(loaded, "stage_passed", release, f"canary stage {stage + 1}: {verdict.reason}", **extra)
         if stage + 1 < len(plan):
             self._begin(context, stage + 1)

@@ -179,7 +179,7 @@ def _paired_pnl(
     for p, r in zip(realised, returns, strict=True):
         if not math.isfinite(r):
             continue
-        row = pd.DataFrame([p.features])
+        row = pd.DataFrame([p.features]).astype("float64")  # null (a NaN input) back to NaN
         baseline = predictor.predict_with(blue, p.venue, p.symbol, row, role="shadow", bar_ts=p.bar_ts)
         if baseline.error or baseline.probability is None:
             continue
