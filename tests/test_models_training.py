@@ -181,3 +181,93 @@ def test_training_pipeline_when_the_store_is_empty_then_train_skipped_with_the_r
     states, _ = _train_run(FIRST)
 
     assert states == {"train": "skipped", "needs_approval": "skipped", "approve": "skipped", "promote": "skipped"}
+
+
+class _Approver:
+    """A person answering the approval under Required Actions: the answer goes through the
+    handler of the Airflow API's HITL route (what the UI calls), once the task waits for it."""
+
+    def __init__(self, choice: str, name: str) -> None:
+        import threading
+
+        # imported here, not in the thread: a thread importing Airflow beside dag.test() deadlocks
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+        from airflow.models import import_all_models
+        from airflow.models.hitl import HITLDetail
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+        from sqlalchemy.orm import configure_mappers
+
+        import_all_models()
+        configure_mappers()  # or the thread's first query imports every model beside dag.test()
+        self.respond, self.payload, self.requests, self.session = (
+            update_hitl_detail,
+            UpdateHITLDetailPayload,
+            HITLDetail,
+            create_session,
+        )
+        self.waiting = TaskInstanceState.AWAITING_INPUT
+        self.choice, self.name = choice, name
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Approver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def get_id(self) -> str:
+        return self.name
+
+    def get_name(self) -> str:
+        return self.name
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            with self.session() as session:
+                pending = session.query(self.requests).filter(self.requests.responded_at.is_(None)).all()
+                for request in pending:
+                    ti = request.task_instance
+                    if ti.task_id != "approve" or ti.state != self.waiting:
+                        continue
+                    self.respond(
+                        dag_id=ti.dag_id,
+                        dag_run_id=ti.run_id,
+                        task_id=ti.task_id,
+                        update_hitl_detail_payload=self.payload(chosen_options=[self.choice], params_input={}),
+                        user=self,
+                        session=session,
+                    )
+                    return
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+@pytest.mark.parametrize("choice", ["Approve", "Reject"])
+def test_training_pipeline_when_approval_is_required_then_promoted_only_when_a_person_approves(
+    model_stores: FeatureStore, airflow_db: object, monkeypatch: pytest.MonkeyPatch, choice: str
+) -> None:
+    from tradeops.models import registry
+
+    monkeypatch.setenv("TRADEOPS__MODELS__PROMOTION__REQUIRE_APPROVAL", "true")
+    settings.cache_clear()
+    write_feature_days(model_stores, _days(8), beta=0.6)
+
+    with _Approver(choice, "alice"):
+        states, _ = _train_run(FIRST + timedelta(days=8))
+
+    loaded = settings()
+    (version,) = registry.versions(loaded)
+    assert states["approve"] == "success" and version.passed
+    if choice == "Approve":
+        assert states["promote"] == "success"
+        assert registry.alias_version(loaded, "challenger") == version.version
+        (change,) = registry.alias_history(loaded)
+        assert change.actor == "alice" and "approved in the Airflow UI" in change.reason
+    else:
+        assert states["promote"] == "skipped"
+        assert registry.alias_version(loaded, "challenger") is None
