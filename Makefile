@@ -10,7 +10,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 # Two pytest-xdist workers, one test file each (tests in a file share their fixtures and order).
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
-.PHONY: run stop status test lint venv reset lock bench bench-data help
+.PHONY: run stop status test lint venv reset lock bench bench-data bench-models help
 
 help:
 	@echo "make run     bring up Kafka, the paper venue and Airflow, restarted when a component dies (idempotent)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint    ruff"
 	@echo "make bench   kill-switch latency and event throughput against the running stack (make run first)"
 	@echo "make bench-data  the data pipeline on 1M bars (700 symbols x 1,440 minutes) and the drift check's error rates"
+	@echo "make bench-models  weekly training on the default universe (90 days) and serving latency p50/p99"
 	@echo "make reset   stop and delete all local state (.local/, except the Kafka jar cache)"
 	@echo "make lock    re-resolve and pin requirements.txt (UPGRADE=1: newest versions, not the current pins)"
 
@@ -59,6 +60,9 @@ bench: $(STAMP)
 bench-data: $(STAMP)
 	$(BIN)/python scripts/bench_data.py --symbols $${SYMBOLS:-700} --runs $${RUNS:-5}
 	PYTHONPATH=. $(BIN)/python scripts/bench_drift.py
+
+bench-models: $(STAMP)
+	$(BIN)/python scripts/bench_models.py --days $${DAYS:-90} --calls $${CALLS:-500}
 
 lint: $(STAMP)
 	$(BIN)/ruff check tradeops operators sensors plugins dags tests scripts

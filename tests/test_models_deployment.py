@@ -252,3 +252,35 @@ def test_rollback_cli_when_after_a_full_rollout_then_the_previous_champion_serve
     assert registry.alias_version(settings(), "champion") == blue
     assert {(r.version, r.role) for r in routing.routes().values()} == {(blue, "champion")}
     assert datetime.now(UTC) - routing.history(limit=1)[0].at < timedelta(minutes=5)
+
+
+def test_canary_judge_when_feature_health_turned_critical_in_the_window_then_the_stage_fails(
+    model_stores: FeatureStore, paper_world: None
+) -> None:
+    from tradeops.venues.factory import open_raw_venue
+
+    started = datetime.now(UTC) - timedelta(minutes=10)
+    history = [
+        {"window_end": (started - timedelta(hours=1)).isoformat(), "groups": {"24/7": {"level": "critical"}}},
+        {"window_end": (started + timedelta(minutes=5)).isoformat(), "groups": {"24/7": {"level": "warning"}}},
+        {
+            "window_end": (started + timedelta(minutes=6)).isoformat(),
+            "groups": {"24/7": {"level": "critical", "summary": "rv_30 drifted 3 windows in a row"}},
+        },
+    ]
+    found = canary.critical_findings(history, started, datetime.now(UTC))
+    assert len(found) == 1 and "rv_30 drifted" in found[0]  # the one inside the window only
+
+    verdict = canary.judge(
+        settings(),
+        "2",
+        "1",
+        UNIVERSE[:1],
+        since=started,
+        now=datetime.now(UTC),
+        window_end=started,
+        latest_end=started + timedelta(hours=1),
+        open_venue=lambda name: open_raw_venue(name),
+        critical=found,
+    )
+    assert verdict.outcome == "fail" and "critical feature health" in verdict.reason
