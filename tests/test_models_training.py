@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,63 @@ def test_training_pipeline_when_approval_is_required_then_promoted_only_when_a_p
     else:
         assert states["promote"] == "skipped"
         assert registry.alias_version(loaded, "challenger") is None
+
+
+# -- what the hourly health check reads from the models ---------------------------------------------
+
+
+def test_health_reference_when_a_champion_exists_then_its_training_window_spread_over_reference_days(
+    model_stores: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fixtures.models import register_model
+    from tradeops.models import monitoring, registry, tracking
+
+    monkeypatch.setenv("TRADEOPS__MARKET_DATA__REFERENCE_DAYS", "3")
+    settings.cache_clear()
+    write_feature_days(model_stores, _days(10), beta=0.0, instruments=[("binance", "BTC/USDT")])
+    before = FIRST + timedelta(days=10)
+
+    days, described = monitoring.reference_days(settings(), model_stores, before)
+    assert days == _days(10)[-3:] and "no champion" in described
+    assert not monitoring.registry_exists(settings())
+    assert not Path(tracking.tracking_uri(settings()).removeprefix("sqlite:///")).parent.exists()  # nothing created
+
+    frame = model_stores.read_day(FIRST)
+    version = register_model(["ret_1", SIGNAL], frame, (frame["ret_1"] > 0).astype(int).to_numpy())
+    client = tracking.client(settings())
+    for key, value in {"train_first_day": _days(10)[1], "train_last_day": _days(10)[7]}.items():
+        client.set_model_version_tag(settings().models.registered_model, version, key, value.isoformat())
+    registry.set_alias(settings(), "champion", version, actor="test", reason="champion for the reference")
+
+    days, described = monitoring.reference_days(settings(), model_stores, before)
+    assert days == [_days(10)[1], _days(10)[4], _days(10)[7]]
+    assert f"version {version}" in described and "training window" in described
+
+
+def test_champion_performance_when_its_predictions_are_realised_then_hit_rate_and_log_loss(
+    model_stores: FeatureStore, paper_world: None
+) -> None:
+    from datetime import UTC, datetime
+
+    from tests.fixtures.models import register_model
+    from tradeops.models import monitoring, registry, routing
+    from tradeops.models.serving import Predictor
+    from tradeops.venues.factory import open_raw_venue
+
+    write_feature_days(model_stores, _days(1), beta=0.0, instruments=[("binance", "BTC/USDT")])
+    frame = model_stores.read_day(FIRST)
+    columns = ["ret_1", SIGNAL]
+    version = register_model(columns, frame, (frame[SIGNAL] > 0).astype(int).to_numpy())
+    registry.set_alias(settings(), "champion", version, actor="test", reason="monitoring")
+    routing.assign([("binance", "BTC/USDT")], version, "champion", actor="test", reason="monitoring")
+    predictor = Predictor(settings())
+    started = datetime.now(UTC)
+    for index in range(0, 400, 10):
+        row = frame.iloc[[index]]
+        predictor.predict("binance", "BTC/USDT", row[columns], bar_ts=row["ts"].iloc[0].to_pydatetime())
+
+    found = monitoring.champion_performance(settings(), started, datetime.now(UTC), lambda name: open_raw_venue(name))
+
+    assert found is not None and found["version"] == version
+    assert (found["predictions"], found["errors"], found["realised"]) == (40, 0, 40)
+    assert found["traded"] > 0 and 0 <= found["hit_rate"] <= 1 and found["log_loss"] > 0

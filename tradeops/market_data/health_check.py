@@ -53,6 +53,8 @@ class HealthResult:
     freshness: list[dict[str, Any]]
     alerts: list[DataAlert] = field(default_factory=list)
     reports: dict[str, str] = field(default_factory=dict)
+    reference: str = ""  # what the drift reference was drawn from
+    model: dict[str, Any] | None = None  # the champion's recent predictions against what happened
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,8 @@ class HealthResult:
             "stale_symbols": [f"{f['venue']} {f['symbol']}" for f in self.freshness if f["status"] in UNWELL],
             "alerts": [{"level": a.level, "check": a.check, "scope": a.scope} for a in self.alerts],
             "reports": self.reports,
+            "reference": self.reference,
+            "model": self.model,
         }
 
 
@@ -129,13 +133,17 @@ def hourly(
     end = end.astimezone(UTC)
     current = latest_features(settings, end, open_venue)
     store = FeatureStore(root)
-    days = reference_days(store, end.date() + timedelta(days=1), settings.market_data.reference_days)
+    from tradeops.models import monitoring
+
+    days, described = monitoring.reference_days(settings, store, end.date() + timedelta(days=1))
     state = load_state(root)
     previous = {group: DriftState.from_dict(s) for group, s in state.get("groups", {}).items()}
     verdicts = assess_groups(settings, current, reference(store, days), previous)
     fresh = freshness(current, settings, (end - timedelta(minutes=1)).date(), until=end)
     start = current["ts"].min() if len(current) else None
     result = HealthResult(start.to_pydatetime() if start is not None else None, end, verdicts, fresh)
+    result.reference = described
+    result.model = monitoring.champion_performance(settings, end - timedelta(hours=1), end, open_venue)
     folder = root / "reports" / "health" / end.strftime("%Y-%m-%dT%H%M")
     result.reports = write_reports(folder, result, settings, state.get("history", []))
     result.alerts = alerts(result, f"window to {end:%Y-%m-%d %H:%M} UTC", report=str(folder))

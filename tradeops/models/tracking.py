@@ -20,14 +20,11 @@ EXPERIMENT = "tradeops-training"
 
 
 def tracking_uri(settings: Settings) -> str:
-    """``models.tracking_uri`` as an MLflow URI: a bare path becomes ``sqlite:///<absolute>``
-    (its folder created)."""
+    """``models.tracking_uri`` as an MLflow URI: a bare path becomes ``sqlite:///<absolute>``."""
     configured = settings.models.tracking_uri
     if "://" in configured or configured.startswith(("databricks", "file:")):
         return configured
-    path = _under_project(configured)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return f"sqlite:///{_under_project(configured)}"
 
 
 def artifact_location(settings: Settings) -> str | None:
@@ -46,6 +43,8 @@ def client(settings: Settings) -> MlflowClient:
     import mlflow
 
     uri = tracking_uri(settings)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
