@@ -234,7 +234,7 @@ def test_deployment_when_the_model_needs_another_environment_then_refused_before
     assert "scikit-learn==0.0.1" in change.reason
 
 
-def test_rollback_cli_when_after_a_full_rollout_then_the_previous_champion_serves_again(
+def test_rollback_cli_when_after_a_full_rollout_then_the_previous_champion_serves_again_and_is_kept_until_then(
     deploying: tuple[FeatureStore, Any],
 ) -> None:
     from tradeops.cli import main
@@ -246,6 +246,9 @@ def test_rollback_cli_when_after_a_full_rollout_then_the_previous_champion_serve
     registry.set_alias(settings(), "challenger", green, actor="training_pipeline", reason="passed every gate")
     with Feeder(store):
         assert _deploy()["finalize"] == "success"
+    newer = register_model(COLUMNS, frame, label)
+    assert _deploy(newer)["resolve"] == "failed"  # previous is kept 24 h as the rollback target
+    assert registry.alias_version(settings(), "previous") == blue
 
     assert main(["models", "rollback", "--reason", "desk asked", "--actor", "oncall"]) == 0
 

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,31 @@ def resolve(settings: Settings, version: str | None) -> Release:
     blue = registry.alias_version(settings, CHAMPION)
     if blue == green:
         raise DeploymentError(f"version {green} is already the champion")
+    _previous_kept(settings)
     return Release(green, blue)
+
+
+def _previous_kept(settings: Settings, now: datetime | None = None) -> None:
+    """Refuse while ``previous`` is younger than ``deployment.keep_previous_hours``: finishing
+    another rollout would replace it, and the one-command rollback would lose its target."""
+    from tradeops.models import registry
+
+    hours = settings.models.deployment.keep_previous_hours
+    previous = registry.alias_version(settings, PREVIOUS)
+    if not hours or previous is None:
+        return
+    history = registry.alias_history(settings, limit=500)
+    moves = [c for c in history if c.alias == PREVIOUS and c.new_version == previous]
+    if not moves:
+        return
+    since = moves[0].at if moves[0].at.tzinfo else moves[0].at.replace(tzinfo=UTC)
+    until = since + timedelta(hours=hours)
+    if (now or datetime.now(UTC)) < until:
+        raise DeploymentError(
+            f"version {previous} became 'previous' at {since:%Y-%m-%d %H:%M} UTC and stays the rollback target"
+            f" until {until:%Y-%m-%d %H:%M} UTC (models.deployment.keep_previous_hours = {hours:g}): deploy after"
+            " that, or `tradeops models rollback` first"
+        )
 
 
 def model_uri(settings: Settings, version: str) -> str:
