@@ -287,3 +287,25 @@ def test_canary_judge_when_feature_health_turned_critical_in_the_window_then_the
         critical=found,
     )
     assert verdict.outcome == "fail" and "critical feature health" in verdict.reason
+
+
+def test_train_then_deploy_when_the_signal_is_real_then_the_trained_version_ends_as_champion(
+    deploying: tuple[FeatureStore, Any],
+) -> None:
+    """The whole path on real Airflow: the training DAG promotes a challenger from data with a
+    real signal, and the deployment DAG (the first one: no champion yet) rolls it out."""
+    store, _ = deploying
+    more = [DAYS[0] - timedelta(days=i) for i in range(5, 0, -1)]
+    write_feature_days(store, more + DAYS, beta=0.6, instruments=UNIVERSE, seed=5)
+
+    trained = load_dag("training_pipeline").test(run_conf={"before": (DAYS[-1] + timedelta(days=1)).isoformat()})
+    assert {ti.task_id: str(ti.state) for ti in trained.get_task_instances()}["promote"] == "success"
+    (version,) = registry.versions(settings())
+    assert version.passed and registry.alias_version(settings(), "challenger") == version.version
+
+    with Feeder(store):
+        states = _deploy()
+
+    assert states["finalize"] == "success", states
+    assert registry.alias_version(settings(), "champion") == version.version
+    assert {(r.version, r.role) for r in routing.routes().values()} == {(version.version, "champion")}
