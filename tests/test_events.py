@@ -258,6 +258,7 @@ def test_registry_when_listed_then_every_model_type_present() -> None:
         ("capital_threshold", "bybit"),
         ("funding_rate_deviation", "BTC/USDT:USDT"),
         ("critical_alert", "okx"),
+        ("model_deployment", "tradeops_direction"),  # one model's rollout stays in order
     ],
 )
 def test_partition_key_when_event_then_symbol_else_venue_else_scope(event_type: str, key: str) -> None:

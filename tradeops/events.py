@@ -362,8 +362,9 @@ def topic_for(event_type: str, topics: KafkaTopics | None = None) -> str:
 
 
 def partition_key(event: EventBase) -> str | None:
-    """The ordering key: events about one symbol (else one venue, else one scope) stay in order."""
-    for attribute in ("symbol", "venue", "scope"):
+    """The ordering key: events about one symbol (else one venue, else one scope, else one model)
+    stay in order."""
+    for attribute in ("symbol", "venue", "scope", "model"):
         value = getattr(event, attribute, None)
         if value:
             return str(value)
