@@ -38,9 +38,9 @@ Outcome = Literal["pass", "fail", "extend", "hold"]
 def order(settings: Settings, store: FeatureStore) -> list[Instrument]:
     """The universe, most liquid and least volatile first (from the latest stored day's sample);
     instruments without stored features go last, by name."""
-    universe = [
-        (venue, symbol) for venue, symbols in sorted(settings.market_data.universe.items()) for symbol in symbols
-    ]
+    from tradeops.models.routing import instruments_of
+
+    universe = instruments_of(settings.market_data.universe)
     days = store.days()
     if not days:
         return sorted(universe)

@@ -17,7 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from tradeops.config import Settings
-from tradeops.market_data.calendars import CalendarName, calendar_for
+from tradeops.market_data.calendars import calendar_for
 from tradeops.market_data.frames import instrument_starts, sort_bars
 from tradeops.market_data.registry import FEATURE_NAMES
 from tradeops.market_data.store import FeatureStore
@@ -159,8 +159,3 @@ def _thin(frame: pd.DataFrame, every: int, carried: dict[tuple[str, str], float]
     out = frame.loc[chosen].copy()
     out["cumulative"] = cumulative[chosen]
     return out
-
-
-def calendar_of(samples: Samples) -> dict[str, CalendarName]:
-    """Each instrument's calendar."""
-    return {f"{v} {s}": c for v, s, c in zip(samples.venue, samples.symbol, samples.calendar, strict=True)}

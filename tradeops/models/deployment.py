@@ -123,16 +123,14 @@ def load(settings: Settings, version: str) -> Any:
 
 
 def feature_columns(settings: Settings, version: str) -> list[str]:
-    import json
+    from tradeops.models import registry
 
-    from tradeops.models import tracking
-
-    tags = tracking.client(settings).get_model_version(settings.models.registered_model, version).tags
-    if "features" not in tags:
+    columns = registry.version_features(settings, version)
+    if not columns:
         raise DeploymentError(
             f"version {version} has no 'features' tag: it was not registered by the training pipeline"
         )
-    return [str(c) for c in json.loads(tags["features"])]
+    return list(columns)
 
 
 def pre_deploy(settings: Settings, store: FeatureStore, version: str) -> dict[str, Any]:
@@ -244,10 +242,6 @@ def _p99_single_row_ms(model: Any, rows: Any) -> float:
     return float(np.percentile(timings, 99)) if timings else float("nan")
 
 
-def universe(settings: Settings) -> list[tuple[str, str]]:
-    return [(venue, symbol) for venue, symbols in sorted(settings.market_data.universe.items()) for symbol in symbols]
-
-
 def rollback(settings: Settings, release: Release, reason: str, actor: str) -> None:
     """Every instrument back on the champion (or unrouted when there is none), ``challenger``
     removed; the reason recorded with each change."""
@@ -255,7 +249,7 @@ def rollback(settings: Settings, release: Release, reason: str, actor: str) -> N
 
     why = f"rollback of version {release.green}: {reason}"
     if release.blue:
-        routing.route_all(release.blue, "champion", actor=actor, reason=why, universe=universe(settings))
+        routing.route_all(release.blue, "champion", actor=actor, reason=why, universe=settings.market_data.universe)
     else:
         on_green = [i for i, route in routing.routes().items() if route.version == release.green]
         routing.unroute(on_green, actor=actor, reason=why)
@@ -268,7 +262,7 @@ def finalize(settings: Settings, release: Release, actor: str) -> None:
     from tradeops.models import registry, routing
 
     why = f"version {release.green} passed every canary stage"
-    routing.route_all(release.green, "champion", actor=actor, reason=why, universe=universe(settings))
+    routing.route_all(release.green, "champion", actor=actor, reason=why, universe=settings.market_data.universe)
     if release.blue:
         registry.set_alias(settings, PREVIOUS, release.blue, actor=actor, reason=f"replaced by {release.green}")
     registry.set_alias(settings, CHAMPION, release.green, actor=actor, reason=why)

@@ -162,6 +162,7 @@ def _cross_validate(settings: Settings, build: Callable[[int], Pipeline], train:
 
     from tradeops.models.backtest import backtest, positions_from_probabilities
     from tradeops.models.cv import purged_walk_forward
+    from tradeops.models.metrics import sharpe
 
     training, costs = settings.models.training, settings.models.backtest
     embargo = training.embargo_bars // training.sample_every
@@ -179,7 +180,7 @@ def _cross_validate(settings: Settings, build: Callable[[int], Pipeline], train:
             costs.fee_bps,
             costs.slippage_bps,
         )
-        sharpes.append(_per_period_sharpe(result.returns))
+        sharpes.append(float(sharpe(result.returns, 1.0)))  # per period: only ranks the candidates
         losses.append(float(log_loss(held.label, probability, labels=[0, 1])))
     return {
         "sharpe_per_period": float(np.nanmean(sharpes)) if np.isfinite(sharpes).any() else float("-inf"),
@@ -187,12 +188,6 @@ def _cross_validate(settings: Settings, build: Callable[[int], Pipeline], train:
         "log_loss": float(np.mean(losses)),
         "folds": float(len(sharpes)),
     }
-
-
-def _per_period_sharpe(returns: np.ndarray) -> float:
-    from tradeops.models.metrics import sharpe
-
-    return float(sharpe(returns, 1.0))
 
 
 def _calendars(samples: Samples) -> list[str]:

@@ -27,7 +27,6 @@ from tradeops.models.dataset import NotEnoughData, Samples, load_samples, traini
 from tradeops.models.training import Evaluation, evaluate
 
 log = logging.getLogger(__name__)
-CHALLENGER = "challenger"
 # Below this many distinct sample times the folds and the test window would be a handful of
 # bars each: too thin to judge anything.
 MIN_SAMPLE_TIMES = 300
@@ -84,7 +83,7 @@ def run_training(settings: Settings, before: date, root: Any = None) -> Training
 
 def promote(settings: Settings, version: str, actor: str, reason: str) -> None:
     """Point ``challenger`` at ``version`` (recorded with who and why)."""
-    from tradeops.models.registry import set_alias
+    from tradeops.models.registry import CHALLENGER, set_alias
 
     set_alias(settings, CHALLENGER, version, actor=actor, reason=reason)
 
