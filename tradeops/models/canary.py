@@ -112,6 +112,11 @@ def judge(
     latencies = np.array([p.latency_ms for p in logged if p.latency_ms is not None], dtype="float64")
     p99 = float(np.percentile(latencies, 99)) if len(latencies) else float("nan")
     pairs = _paired_pnl(settings, blue, [p for p in logged if not p.error], now, open_venue) if blue else None
+    pnl = (
+        paired_pnl_test(pairs[0], pairs[1], margin=deployment.pnl_margin, min_samples=deployment.min_samples)
+        if pairs is not None
+        else None
+    )
 
     def verdict(outcome: Outcome, reason: str) -> StageVerdict:
         count = 0 if pairs is None else len(pairs[0])
@@ -127,11 +132,6 @@ def judge(
             pnl.mean_difference if pnl else float("nan"),
         )
 
-    pnl = (
-        paired_pnl_test(pairs[0], pairs[1], margin=deployment.pnl_margin, min_samples=deployment.min_samples)
-        if pairs is not None
-        else None
-    )
     if critical:
         return verdict("fail", "critical feature health during the canary: " + "; ".join(critical))
     if logged and rate > deployment.max_error_rate:
