@@ -119,7 +119,9 @@ class CanaryOperator(BaseOperator):
     ui_color = "#f5ecd9"
 
     def execute(self, context: Context) -> None:
-        self._begin(context, 0)
+        # planned once: a day stored during the rollout must not reshuffle which instruments
+        # each stage holds (the verdict judges the instruments that were routed)
+        self._begin(context, 0, self._plan(settings()))
 
     def _plan(self, loaded: Settings) -> list[list[tuple[str, str]]]:
         from tradeops.market_data.store import FeatureStore
@@ -128,11 +130,11 @@ class CanaryOperator(BaseOperator):
         ordered = canary.order(loaded, FeatureStore(store_root(loaded)))
         return canary.stages(ordered, loaded.models.deployment.canary_stages)
 
-    def _begin(self, context: Context, stage: int) -> None:
+    def _begin(self, context: Context, stage: int, plan: list[list[tuple[str, str]]]) -> None:
         from tradeops.models import routing
 
         loaded, release = settings(), release_of(context)
-        instruments = self._plan(loaded)[stage]
+        instruments = plan[stage]
         deployment = loaded.models.deployment
         share = deployment.canary_stages[stage]
         routing.assign(
@@ -149,6 +151,7 @@ class CanaryOperator(BaseOperator):
         )
         self._wait(
             context,
+            plan,
             stage,
             started,
             started + timedelta(seconds=window),
@@ -159,6 +162,7 @@ class CanaryOperator(BaseOperator):
     def _wait(
         self,
         context: Context,
+        plan: list[list[tuple[str, str]]],
         stage: int,
         started: datetime,
         window_end: datetime,
@@ -170,6 +174,7 @@ class CanaryOperator(BaseOperator):
         context["ti"].xcom_push(
             key=CANARY_STATE,
             value={
+                "plan": plan,
                 "stage": stage,
                 "started": started.isoformat(),
                 "window_end": window_end.isoformat(),
@@ -188,7 +193,7 @@ class CanaryOperator(BaseOperator):
         stage = int(state["stage"])
         begun, planned, longest = (datetime.fromisoformat(state[k]) for k in ("started", "window_end", "latest_end"))
         now = datetime.now(UTC)
-        plan = self._plan(loaded)
+        plan = [[(str(venue), str(symbol)) for venue, symbol in instruments] for instruments in state["plan"]]
         history = load_state(store_root(loaded)).get("history", [])
         verdict = canary.judge(
             loaded,
@@ -215,10 +220,10 @@ class CanaryOperator(BaseOperator):
             raise AirflowFailException(reason)
         if verdict.outcome == "extend":
             step = max((planned - begun).total_seconds() / 4, 1.0)
-            self._wait(context, stage, begun, planned, longest, min(now + timedelta(seconds=step), longest))
+            self._wait(context, plan, stage, begun, planned, longest, min(now + timedelta(seconds=step), longest))
         notify(loaded, "stage_passed", release, f"canary stage {stage + 1}: {verdict.reason}", **extra)
         if stage + 1 < len(plan):
-            self._begin(context, stage + 1)
+            self._begin(context, stage + 1, plan)
         return {"stages": len(plan), "last": verdict.to_dict()}
 
 

@@ -309,3 +309,36 @@ def test_train_then_deploy_when_the_signal_is_real_then_the_trained_version_ends
     assert states["finalize"] == "success", states
     assert registry.alias_version(settings(), "champion") == version.version
     assert {(r.version, r.role) for r in routing.routes().values()} == {(version.version, "champion")}
+
+
+def test_canary_when_a_new_day_reorders_liquidity_mid_rollout_then_the_stages_keep_their_instruments(
+    deploying: tuple[FeatureStore, Any],
+) -> None:
+    """The nightly pipeline may store a day while a rollout runs; the stages were planned at its
+    start and each verdict judges the instruments that were routed, not a reshuffled list."""
+    store, _ = deploying
+    blue = _champion(store)
+    frame, label = _training_frame(store)
+    green = register_model(COLUMNS, frame, label)
+    registry.set_alias(settings(), "challenger", green, actor="training_pipeline", reason="passed every gate")
+    first, second = canary.order(settings(), store)
+
+    def reorder() -> None:  # once stage 1 is routed: a new day where the first is the least liquid
+        while not any(r.role == "canary" for r in routing.routes().values()):
+            time.sleep(0.1)
+        day = store.read_day(DAYS[-1])
+        day["amihud_60"] = np.where(day["symbol"].astype(str) == first[1], 1e6, 0.0)
+        day["ts"] = day["ts"] + pd.Timedelta(days=1)
+        store.write_day(DAYS[-1] + timedelta(days=1), day, {"validation": {"quarantined": {}}})
+
+    writer = threading.Thread(target=reorder, daemon=True)
+    writer.start()
+    with Feeder(store):
+        states = _deploy()
+    writer.join(timeout=10)
+
+    assert canary.order(settings(), store) == [second, first]  # the new day did reorder them
+    assert states["finalize"] == "success", states
+    canary_routes = [(c.venue, c.symbol) for c in reversed(routing.history(limit=20)) if c.new_role == "canary"]
+    assert canary_routes == [first, second]
+    assert registry.alias_version(settings(), "previous") == blue
