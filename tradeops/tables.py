@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+import tradeops.agents.agent_tables
 import tradeops.event_inbox
 import tradeops.kafka.watch_store
 import tradeops.leases
