@@ -249,7 +249,9 @@ def check_against(agents: AgentsFile, settings: Any) -> None:
             raise ConfigError(f"{key}.venue", f"no such venue '{agent.venue}'; known: {sorted(settings.venues)}")
         venue = settings.venues[agent.venue]
         if agent.symbol not in venue.markets:
-            raise ConfigError(f"{key}.symbol", f"'{agent.symbol}' is not a market of {agent.venue}: {list(venue.markets)}")
+            raise ConfigError(
+                f"{key}.symbol", f"'{agent.symbol}' is not a market of {agent.venue}: {list(venue.markets)}"
+            )
         expected = "XNYS" if venue.asset_class == "equity" else "24/7"
         if agent.calendar != expected:
             raise ConfigError(

@@ -56,6 +56,15 @@ def session_bounds(calendar: CalendarName, day: date) -> tuple[datetime, datetim
     return opens.astimezone(UTC), closes.astimezone(UTC)
 
 
+def is_early_close(calendar: CalendarName, day: date) -> bool:
+    """True when ``day``'s session closes before the regular time (XNYS: 13:00 New York)."""
+    if calendar == "24/7":
+        return False
+    import pandas as pd
+
+    return pd.Timestamp(day.isoformat()) in _xnys().early_closes
+
+
 def expected_minutes(calendar: CalendarName, day: date) -> pd.DatetimeIndex:
     """The start of every 1-minute bar the instrument should have on ``day`` (UTC, microseconds)."""
     import pandas as pd
