@@ -281,3 +281,124 @@ def validate_risk(
 
 def verdict_of(risk: dict[str, Any]) -> RiskVerdict:
     return RiskVerdict.from_dict(risk["verdict"])
+
+
+def _orders_of_step(venue: Any, key: str, symbol: str) -> tuple[Any, list[Any]]:
+    """The step's order and every reverse order its undo placed, as the venue reports them."""
+    from tradeops.saga.actions import MAX_REVERSE_ATTEMPTS, reverse_key
+
+    original = venue.get_order(key, symbol)
+    reverses = []
+    for attempt in range(1, MAX_REVERSE_ATTEMPTS + 1):
+        found = venue.get_order(reverse_key(key, attempt), symbol)
+        if found is None:
+            break
+        reverses.append(found)
+    return original, reverses
+
+
+def _outcome(step_status: str | None, decision: Decision, summary: ledger.FillSummary, *, verdict: Any) -> str:
+    if step_status is None:
+        if decision.action == "hold":
+            return "hold"
+        return "rejected" if verdict is not None and not verdict["approved"] else "failed"
+    if step_status == "undone":
+        return "undone"
+    if step_status in {"failed", "intent", "undo_failed", "nothing_to_undo"}:
+        return "failed"
+    if summary.filled == 0:
+        return "unfilled"
+    return "filled" if decision.amount is not None and summary.filled >= decision.amount else "partial"
+
+
+def log_performance(
+    name: str,
+    agent: AgentConfig,
+    settings: Settings,
+    *,
+    dag_id: str,
+    run_id: str,
+    as_of: datetime,
+    market: dict[str, Any],
+    sentiment: dict[str, Any],
+    decided: dict[str, Any],
+    risk: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Write the run's row: the decision, the verdict, and what the venue says the order did."""
+    from tradeops.saga import store
+    from tradeops.saga.keys import idempotency_key
+    from tradeops.venues.factory import open_raw_venue
+
+    decision = Decision.from_dict(decided["decision"])
+    key = idempotency_key(dag_id, run_id, EXECUTE_TASK_ID, 0)
+    step = next((s for s in store.steps(dag_id, run_id) if s.idempotency_key == key), None)
+    original, reverses = None, []
+    if step is not None:
+        original, reverses = _orders_of_step(open_raw_venue(agent.venue, settings=settings), key, agent.symbol)
+    summary = ledger.summarize_fills(original, reverses)
+    verdict = None if risk is None else risk["verdict"]
+    outcome = _outcome(None if step is None else str(step.status), decision, summary, verdict=verdict)
+    before = ledger.book(name, excluding_run=run_id)
+    position, cash = before.position + summary.base_change, before.cash + summary.cash_change
+    row = {
+        "agent": name,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "venue": agent.venue,
+        "symbol": agent.symbol,
+        "as_of": as_of,
+        "decided_at": datetime.fromisoformat(decided["decided_at"]),
+        "logged_at": datetime.now(UTC),
+        "price": decision.price,
+        "sentiment_score": float(sentiment["result"]["score"]),
+        "sentiment_confidence": float(sentiment["result"]["confidence"]),
+        "technical_signal": float(decided["inputs"]["technical"]["signal"]),
+        "technical_confidence": float(decided["inputs"]["technical"]["confidence"]),
+        "model_version": (decided["inputs"]["model"] or {}).get("version"),
+        "model_probability": (decided["inputs"]["model"] or {}).get("probability"),
+        "score": decision.score,
+        "action": decision.action,
+        "amount": decision.amount,
+        "rationale": decision.rationale,
+        "risk_rule": None if verdict is None else verdict["rule"],
+        "risk_reason": None if verdict is None or verdict["approved"] else verdict["reason"],
+        "outcome": outcome,
+        "client_order_id": key if step is not None else None,
+        "order_status": summary.order_status,
+        "filled": abs(summary.base_change) if outcome == "undone" else summary.filled,
+        "fill_price": summary.fill_price,
+        "fee": summary.fee_quote,
+        "position_after": position,
+        "cash_after": cash,
+        "equity_after": cash + position * decision.price,
+        "detail": _detail(step, original, reverses),
+        "inputs": {
+            "decision_inputs": decided["inputs"],
+            "decision": decided["decision"],
+            "headlines": sentiment["headlines"],
+            "sentiment": {"now": sentiment["now"], "half_life_minutes": sentiment["half_life_minutes"]},
+            "market": {k: v for k, v in market.items()},
+            "risk": risk,
+        },
+    }
+    ledger.record(row)
+    return {
+        "outcome": outcome,
+        "action": decision.action,
+        "filled": str(row["filled"]),
+        "position_after": str(position),
+        "equity_after": str(row["equity_after"]),
+        "client_order_id": row["client_order_id"],
+    }
+
+
+def _detail(step: Any, original: Any, reverses: list[Any]) -> str | None:
+    if step is None:
+        return None
+    parts = [f"saga step {step.idempotency_key}: {step.status}"]
+    if original is not None:
+        parts.append(f"order {original.order_id} {original.status.value} {original.filled}/{original.amount}")
+    else:
+        parts.append("the venue has no order with this client id")
+    parts.extend(f"reverse {o.client_order_id} {o.side.value} {o.status.value} {o.filled}/{o.amount}" for o in reverses)
+    return "; ".join(parts)

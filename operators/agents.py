@@ -1,0 +1,185 @@
+"""Trading-agent tasks: the Airflow side of ``tradeops.agents`` (the logic lives there).
+
+Each operator names its agent (the key under ``agents:`` in config/agents.yaml), reads the
+upstream results from XCom by task id and calls one function of ``tradeops.agents.pipeline``.
+The run's scheduled time (its logical date, else ``run_after``) is the time the market hours are
+checked at and the time its delay is measured from.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context, TriggerRule
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from tradeops.config import settings
+
+CHECK_HOURS = "check_market_hours"
+FETCH = "fetch_market_data"
+SENTIMENT = "analyze_sentiment"
+TECHNICAL = "analyze_technical"
+DECIDE = "make_decision"
+VALIDATE = "validate_risk"
+RISK_XCOM_KEY = "risk"
+
+
+def scheduled_time(context: Context) -> datetime:
+    dag_run = context["dag_run"]
+    moment = getattr(dag_run, "logical_date", None) or dag_run.run_after
+    return moment.astimezone(UTC)
+
+
+class _AgentOperator(BaseOperator):
+    """Base of the agent tasks: ``agent`` is its name in config/agents.yaml."""
+
+    ui_color = "#e3f0e8"
+
+    def __init__(self, *, agent: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.agent = agent
+
+    def _config(self) -> tuple[Any, Any]:
+        from tradeops.agents.settings import agents
+
+        loaded = agents()
+        return loaded, loaded.agent(self.agent)
+
+    @staticmethod
+    def _pull(context: Context, task_id: str, key: str = "return_value") -> Any:
+        return context["ti"].xcom_pull(task_ids=task_id, key=key)
+
+
+class CheckMarketHoursOperator(_AgentOperator):
+    """Skip the run (every later task) when the agent's market is closed at the scheduled time."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from tradeops.agents.pipeline import check_market_hours
+
+        _agents, agent = self._config()
+        at = scheduled_time(context)
+        hours = check_market_hours(agent, at)
+        if not hours.open:
+            raise AirflowSkipException(f"market closed: {hours.reason}")
+        self.log.info("%s at %s: %s", agent.calendar, at.isoformat(), hours.reason)
+        return {"at": at.isoformat(), "reason": hours.reason}
+
+
+class FetchMarketDataOperator(_AgentOperator):
+    def execute(self, context: Context) -> dict[str, Any]:
+        from tradeops.agents.pipeline import fetch_market_data
+
+        _agents, agent = self._config()
+        market = fetch_market_data(agent, settings(), datetime.now(UTC))
+        self.log.info(
+            "%d bars of %s up to %s, mark %s", market["bars"], agent.symbol, market["last_ts"], market["mark"]
+        )
+        return market
+
+
+class AnalyzeSentimentOperator(_AgentOperator):
+    def execute(self, context: Context) -> dict[str, Any]:
+        from tradeops.agents.pipeline import analyze_sentiment
+
+        loaded, agent = self._config()
+        result = analyze_sentiment(loaded, agent, settings(), datetime.now(UTC))
+        self.log.info(
+            "sentiment %+.3f (confidence %.2f) from %d headline(s) on %s",
+            result["result"]["score"],
+            result["result"]["confidence"],
+            len(result["headlines"]),
+            result["news_symbol"],
+        )
+        return result
+
+
+class AnalyzeTechnicalOperator(_AgentOperator):
+    def execute(self, context: Context) -> dict[str, Any]:
+        from tradeops.agents.pipeline import analyze_technical
+
+        result = analyze_technical(self._pull(context, FETCH))
+        self.log.info("technical %+.3f (confidence %.2f): %s", result["signal"], result["confidence"], result["notes"])
+        return result
+
+
+class MakeDecisionOperator(_AgentOperator):
+    def execute(self, context: Context) -> dict[str, Any]:
+        from tradeops.agents.pipeline import make_decision
+
+        _agents, agent = self._config()
+        decided = make_decision(
+            self.agent,
+            agent,
+            settings(),
+            run_id=context["ti"].run_id,
+            as_of=scheduled_time(context),
+            market=self._pull(context, FETCH),
+            sentiment=self._pull(context, SENTIMENT),
+            technical=self._pull(context, TECHNICAL),
+        )
+        self.log.info("decision: %s", decided["decision"]["rationale"])
+        return decided
+
+
+class ValidateRiskOperator(_AgentOperator):
+    """Return the approved order as a list of one saga step's parameters (empty: no order, so
+    the mapped ``execute_trade`` maps to nothing); the whole verdict goes to XCom key ``risk``."""
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from tradeops.agents.pipeline import validate_risk
+
+        _agents, agent = self._config()
+        ti = context["ti"]
+        risk = validate_risk(
+            self.agent,
+            agent,
+            settings(),
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            as_of=scheduled_time(context),
+            decided=self._pull(context, DECIDE),
+            market=self._pull(context, FETCH),
+            now=datetime.now(UTC),
+        )
+        ti.xcom_push(key=RISK_XCOM_KEY, value=risk)
+        self.log.info("risk: %s", risk["verdict"]["reason"])
+        return risk["orders"]
+
+
+class LogPerformanceOperator(_AgentOperator):
+    """Log the run (decision, verdict, what the venue filled, the undo) once the saga is over,
+    whatever its outcome; then fail when the trade failed, so the run reads FAILED too."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
+        kwargs.setdefault("retries", 3)
+        super().__init__(**kwargs)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from tradeops.agents.pipeline import log_performance
+
+        decided = self._pull(context, DECIDE)
+        if not decided:
+            raise AirflowSkipException("no decision was made in this run: nothing to log")
+        _agents, agent = self._config()
+        ti = context["ti"]
+        logged = log_performance(
+            self.agent,
+            agent,
+            settings(),
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            as_of=scheduled_time(context),
+            market=self._pull(context, FETCH),
+            sentiment=self._pull(context, SENTIMENT),
+            decided=decided,
+            risk=self._pull(context, VALIDATE, RISK_XCOM_KEY),
+        )
+        self.log.info("logged: %s", logged)
+        if logged["outcome"] == "failed" or logged["outcome"] == "undone":
+            raise AirflowFailException(
+                f"the trade of this run {logged['outcome']} (order {logged['client_order_id']}): "
+                f"see compensate and `tradeops saga show {ti.run_id}`; position now {logged['position_after']}"
+            )
+        return logged
