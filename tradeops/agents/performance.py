@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,11 +192,7 @@ def load_rows(engine: Engine, agent: str | None = None, since: datetime | None =
 
 def latest_rows(engine: Engine, agent: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """The ``limit`` newest rows (of ``agent``), newest first."""
-    query = (
-        select(agent_decisions)
-        .order_by(agent_decisions.c.as_of.desc(), agent_decisions.c.id.desc())
-        .limit(limit)
-    )
+    query = select(agent_decisions).order_by(agent_decisions.c.as_of.desc(), agent_decisions.c.id.desc()).limit(limit)
     if agent is not None:
         query = query.where(agent_decisions.c.agent == agent)
     with transaction(engine) as conn:
