@@ -270,6 +270,8 @@ def test_agents_cli_when_table_empty_then_zeros_reported_and_no_decision_listed(
     ]
     assert _png_size(Path(report["png"])) == (1000, 500)
     assert decisions.strip() == "no agent decision recorded"
+    (axis,) = performance.equity_curve_figure({name: [] for name in agents().agents}).axes
+    assert (axis.get_lines(), [t.get_text() for t in axis.texts]) == ([], ["no agent decision recorded"])
 
 
 def test_agents_cli_when_agent_unknown_then_fails_naming_the_known_agents(

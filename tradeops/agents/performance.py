@@ -303,17 +303,19 @@ def _draw_agent(axis: Axes, name: str, rows: Sequence[Row], baseline: Decimal) -
 def _decorate(axis: Axes, drawn: int) -> None:
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
-    locator = AutoDateLocator(tz=UTC)
-    axis.xaxis.set_major_locator(locator)
-    axis.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=UTC))
     axis.set_title("Agents' equity (PnL); shaded: the fall below each one's running peak")
     axis.set_xlabel("decision time (as_of, UTC)")
     axis.set_ylabel("equity (quote currency of each agent's market)")
     axis.grid(True, alpha=0.3)
-    if drawn:
-        axis.legend(loc="best")
-    else:
+    if not drawn:
+        axis.set_xticks([])
+        axis.set_yticks([])
         axis.text(0.5, 0.5, "no agent decision recorded", transform=axis.transAxes, ha="center", va="center")
+        return
+    locator = AutoDateLocator(tz=UTC)
+    axis.xaxis.set_major_locator(locator)
+    axis.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=UTC))
+    axis.legend(loc="best")
 
 
 def equity_curve_png(
