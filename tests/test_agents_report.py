@@ -30,12 +30,13 @@ D = Decimal
 #  2  hold      -                      105          10        -1001      49       49
 #  3  filled    buy     10 @ 106       106    1     20        -2062      58       58
 #  4  rejected  buy (max_position)     104          20        -2062      -2       58     60
-#  5  filled    sell    5 @ 103        103    0.5   15        -1547.5    -2.5     58     60.5
-#  6  rejected  sell (max_drawdown)    101          15        -1547.5    -32.5    58     90.5 (max)
+#  5  filled    sell    5 @ 103        101    0.5   15        -1547.5    -32.5    58     90.5 (max)
+#  6  rejected  sell (max_drawdown)    101          15        -1547.5    -32.5    58     90.5
 #  7  undone    buy     0 (net)        102    0.4   15        -1547.9    -17.9    58     75.9
 #  8  partial   sell    4 @ 110        110    0.4   11        -1108.3    101.7    101.7
 # Judged at the next row's price: 1 buy @100, next 105: right; 3 buy @106, next 104: wrong;
-# 5 sell @103, next 101: right; 8 is the last trade: not judged. Hit rate 2/3.
+# 5 sell @103, next 101: right (judged at its fill, not at its mark of 101); 8 is the last trade:
+# not judged. Hit rate 2/3.
 TSLA = [
     dict(action="buy", outcome="filled", amount="10", filled="10", fill_price="100", price="100", fee="1",
          position_after="10", cash_after="-1001", equity_after="-1"),
@@ -44,8 +45,8 @@ TSLA = [
          position_after="20", cash_after="-2062", equity_after="58"),
     dict(action="buy", outcome="rejected", amount="10", risk_rule="max_position", risk_reason="30 > 20",
          price="104", position_after="20", cash_after="-2062", equity_after="-2"),
-    dict(action="sell", outcome="filled", amount="5", filled="5", fill_price="103", price="103", fee="0.5",
-         position_after="15", cash_after="-1547.5", equity_after="-2.5"),
+    dict(action="sell", outcome="filled", amount="5", filled="5", fill_price="103", price="101", fee="0.5",
+         position_after="15", cash_after="-1547.5", equity_after="-32.5"),
     dict(action="sell", outcome="rejected", amount="5", risk_rule="max_drawdown", risk_reason="reduce only",
          price="101", position_after="15", cash_after="-1547.5", equity_after="-32.5"),
     dict(action="buy", outcome="undone", amount="3", filled="0", fill_price="102", price="102", fee="0.4",
