@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import struct
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -304,3 +306,29 @@ def test_agents_decisions_cli_when_limited_then_newest_first_rationale_shortened
     assert [r["outcome"] for r in rows] == ["partial", "undone", "rejected"]
     assert rows[0]["rationale"].endswith("RSI 74 overbought") and rows[0]["fill_price"] == "110"
     assert "inputs" not in rows[0]
+
+
+@pytest.fixture
+def new_york_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local zone is not UTC (so reading a time as local time would show)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_agents_report_cli_when_since_without_offset_then_read_as_utc_and_pnl_from_the_equity_before(
+    logged: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str], new_york_local_time: None
+) -> None:
+    png = str(tmp_path / "curve.png")
+
+    assert main(["agents", "report", "--agent", "tsla", "--since", "2026-03-02T14:50", "--json", "--png", png]) == 0
+    (tsla,) = json.loads(capsys.readouterr().out)["agents"]
+    with pytest.raises(SystemExit) as refused:
+        main(["agents", "report", "--since", "yesterday"])
+
+    assert (tsla["runs"], tsla["first_as_of"], tsla["pnl"], tsla["max_drawdown"]) == (
+        4, "2026-03-02T14:50:00+00:00", "103.7", "30.5",
+    )  # fmt: skip
+    assert refused.value.code == 2 and "not an ISO date or time: 'yesterday'" in capsys.readouterr().err
