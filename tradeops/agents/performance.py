@@ -47,8 +47,9 @@ _PERCENT_STEP = Decimal("0.0001")
 @dataclass(frozen=True)
 class AgentPerformance:
     """One agent's record over its rows. ``buys`` and ``sells`` split ``trades``; ``rejections``
-    counts the rejected rows by risk rule (``unknown`` for a row naming none). Money is in the market's quote; ``*_pct`` are percent
-    of the agent's capital (to 4 places); ``max_drawdown`` is a positive fall."""
+    counts the rejected rows by risk rule (``unknown`` for a row naming none). Money is in the
+    market's quote; ``*_pct`` are percent of the agent's capital (to 4 places); ``max_drawdown`` is
+    a positive fall."""
 
     agent: str
     venue: str
