@@ -1,7 +1,7 @@
-"""``tradeops agents report | decisions``: how each trading agent has done (counts, hit rate, PnL,
-drawdown, fees, position, risk rejections, and the equity curve as a PNG) and its latest decisions,
-from the ``agent_decisions`` table. ``register`` adds one sub-parser per action, so further actions
-(replay, list) are one ``actions.add_parser`` each."""
+"""``tradeops agents list | report | decisions | replay``: the configured agents, how each has done
+(counts, hit rate, PnL, drawdown, fees, position, risk rejections, and the equity curve as a PNG),
+its latest decisions from the ``agent_decisions`` table, and the replay of one logged decision
+from its logged inputs."""
 
 from __future__ import annotations
 
@@ -43,6 +43,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     decisions.add_argument("--limit", type=_positive, default=20, metavar="N", help="rows (default 20)")
     decisions.add_argument("--json", action="store_true", help="print JSON (every column but inputs)")
     decisions.set_defaults(func=_decisions)
+    listing = actions.add_parser("list", help="the configured agents (config/agents.yaml), checked against the config")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=_list)
+    replay = actions.add_parser(
+        "replay",
+        help="recompute a logged decision from its logged inputs and say whether it matches",
+        description="Sentiment (from the logged headlines), the technical signal (from the logged features), "
+        "the decision and the risk verdict are recomputed from the row of RUN_ID alone. Exit 0 when every "
+        "stage matches, 1 when one differs (each is printed with the logged and the recomputed value).",
+    )
+    replay.add_argument("run_id", metavar="RUN_ID", help="the Airflow run id of an agent run")
+    replay.add_argument("--agent", metavar="NAME", help="the agent, when several agents logged this run id")
+    replay.add_argument("--json", action="store_true", help="print JSON")
+    replay.set_defaults(func=_replay)
 
 
 def _utc_time(text: str) -> datetime:
@@ -177,3 +191,61 @@ def _decisions(args: argparse.Namespace) -> int:
 def _shorten(text: str, width: int = _RATIONALE_WIDTH) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _list(args: argparse.Namespace) -> int:
+    from tradeops.agents.settings import dag_id
+
+    configured = _agents_file(None)
+    rows = [
+        {
+            "agent": name,
+            "dag_id": dag_id(name),
+            "venue": agent.venue,
+            "symbol": agent.symbol,
+            "calendar": agent.calendar,
+            "schedule": f"{agent.schedule} ({agent.timezone})",
+            "weights": f"sentiment {agent.weights.sentiment} / technical {agent.weights.technical}",
+            "model_weight": agent.model_weight,
+            "capital": str(agent.capital),
+        }
+        for name, agent in configured.agents.items()
+    ]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(list(rows[0]), [list(row.values()) for row in rows])
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from tradeops.agents import ledger
+    from tradeops.agents.replay import replay
+    from tradeops.errors import TradeopsError
+
+    require_current()
+    rows = [r for r in ledger.rows_of_run(args.run_id) if args.agent is None or r["agent"] == args.agent]
+    if not rows:
+        raise TradeopsError(f"no logged agent decision has run id {args.run_id!r} (tradeops agents decisions)")
+    if len(rows) > 1:
+        agents = ", ".join(r["agent"] for r in rows)
+        raise TradeopsError(f"run id {args.run_id!r} was logged by several agents ({agents}): pass --agent")
+    result = replay(rows[0])
+    checks = [
+        {"stage": c.stage, "matches": c.matches, "logged": c.logged, "replayed": c.replayed} for c in result.checks
+    ]
+    if args.json:
+        print_json({"agent": result.agent, "run_id": result.run_id, "matches": result.matches, "checks": checks})
+    else:
+        print(f"agent {result.agent}, run {result.run_id} (scheduled {result.as_of})")
+        print_table(
+            ["stage", "matches", "logged", "replayed"],
+            [[c["stage"], c["matches"], _compact(c["logged"]), _compact(c["replayed"])] for c in checks],
+        )
+        print("MATCHES: the decision comes out the same" if result.matches else "DIFFERS: see the stages above")
+    return 0 if result.matches else 1
+
+
+def _compact(value: Any) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+    return text if len(text) <= 90 else text[:87] + "..."
