@@ -161,7 +161,7 @@ class LogPerformanceOperator(_AgentOperator):
 
         decided = self._pull(context, DECIDE)
         if not decided:
-            raise AirflowSkipException("no decision was made in this run: nothing to log")
+            self._no_decision(context)
         _agents, agent = self._config()
         ti = context["ti"]
         logged = log_performance(
@@ -177,9 +177,30 @@ class LogPerformanceOperator(_AgentOperator):
             risk=self._pull(context, VALIDATE, RISK_XCOM_KEY),
         )
         self.log.info("logged: %s", logged)
+        self._fail_if_unfinished(context)
         if logged["outcome"] == "failed" or logged["outcome"] == "undone":
             raise AirflowFailException(
                 f"the trade of this run {logged['outcome']} (order {logged['client_order_id']}): "
                 f"see compensate and `tradeops saga show {ti.run_id}`; position now {logged['position_after']}"
             )
         return logged
+
+    @staticmethod
+    def _states(context: Context, task_ids: list[str]) -> dict[str, str]:
+        ti = context["ti"]
+        found = ti.get_task_states(dag_id=ti.dag_id, task_ids=task_ids, run_ids=[ti.run_id]).get(ti.run_id, {})
+        return {task: str(state) for task, state in found.items()}
+
+    def _no_decision(self, context: Context) -> None:
+        """Skip when the market was closed; fail (so the run fails) when a task before the decision did."""
+        states = self._states(context, [CHECK_HOURS, FETCH, SENTIMENT, TECHNICAL, DECIDE])
+        if states.get(CHECK_HOURS) == "skipped":
+            raise AirflowSkipException("the market was closed: nothing decided, nothing to log")
+        failed = sorted(task for task, state in states.items() if state in {"failed", "upstream_failed"})
+        raise AirflowFailException(f"no decision was made: {', '.join(failed) or 'an earlier task'} did not finish")
+
+    def _fail_if_unfinished(self, context: Context) -> None:
+        """A risk check that crashed fails the run even though its (missing) order was logged."""
+        states = self._states(context, [VALIDATE])
+        if states.get(VALIDATE) in {"failed", "upstream_failed"}:
+            raise AirflowFailException("validate_risk did not finish: logged as failed, no order was placed")

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -40,6 +40,9 @@ from tradeops.model import (
 from tradeops.saga.breaker import CircuitBreaker
 from tradeops.venues.base import Venue
 from tradeops.venues.reuse import check_order_reuse, check_transfer_reuse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 T = TypeVar("T")
 CredentialsProvider = Callable[[str], Mapping[str, str]]
@@ -241,6 +244,10 @@ class GuardedVenue(Venue):
         self, symbol: str, timeframe: str = "1h", since: datetime | None = None, limit: int | None = None
     ) -> list[Candle]:
         return self._call(self.inner.ohlcv, symbol, timeframe, since, limit)
+
+    def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """The inner venue's bars (its own fast range read, if it has one), behind the breaker."""
+        return self._call(self.inner.bars, symbol, timeframe, start, end)
 
     def close(self) -> None:
         self.inner.close()
