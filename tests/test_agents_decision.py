@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -424,3 +425,96 @@ def test_history_start_when_xnys_then_reaches_back_over_the_night_to_the_previou
     start = history_start(agent, datetime(2026, 11, 30, 15, 0, tzinfo=UTC))
 
     assert start == datetime(2026, 11, 25, 21, 0, tzinfo=UTC) - timedelta(minutes=360)
+
+
+# -- the saga step and the book (paper venue, project database) ------------------------------------
+
+ORDER = {
+    "agent": "btc",
+    "venue": "binance",
+    "symbol": "BTC/USDT",
+    "side": "buy",
+    "amount": "0.05",
+    "reference_price": "65000",
+    "max_slippage_bps": "50",
+}
+
+
+def _held() -> Decimal:
+    from tradeops.config import settings
+    from tradeops.venues.paper import PaperVenue
+
+    return PaperVenue("binance", settings()).balances()["BTC"].total
+
+
+def test_agent_order_when_filled_within_the_slippage_limit_then_returns_the_fill(paper_world: None) -> None:
+    from tradeops.agents.execution import agent_order
+
+    before = _held()
+    result = agent_order(ORDER, "agentkey1")
+
+    assert result["status"] == "filled" and result["slippage_bps"] == "0.00"
+    assert _held() - before == Decimal("0.05")
+    assert agent_order(ORDER, "agentkey1")["order_id"] == result["order_id"]  # a retry: the same order
+    assert _held() - before == Decimal("0.05")
+
+
+def test_agent_order_when_the_fill_is_worse_than_the_limit_then_fails_after_the_order_and_undo_trades_back(
+    paper_world: None,
+) -> None:
+    from tradeops.agents.execution import FillOutsideLimitsError, agent_order, undo_agent_order
+    from tradeops.saga.core import UndoOutcome
+
+    before = _held()
+    stale = {**ORDER, "reference_price": "64000"}  # the market moved 1.6 % up since the decision
+
+    with pytest.raises(FillOutsideLimitsError, match=re.escape("156.2 bps worse than the decision's 64000")):
+        agent_order(stale, "agentkey2")
+    assert _held() - before == Decimal("0.05")  # the venue did fill it
+
+    undone = undo_agent_order(stale, "agentkey2")
+    assert undone.outcome is UndoOutcome.UNDONE and _held() == before
+    assert undo_agent_order(stale, "agentkey2").outcome is UndoOutcome.UNDONE and _held() == before
+
+
+def test_slippage_when_a_sell_fills_lower_then_positive_and_higher_then_negative() -> None:
+    from tradeops.agents.execution import slippage_bps
+    from tradeops.model import Side
+
+    assert slippage_bps(Side.SELL, Decimal("99"), Decimal("100")) == Decimal("100")
+    assert slippage_bps(Side.SELL, Decimal("101"), Decimal("100")) == Decimal("-100")
+
+
+def test_book_when_runs_logged_then_position_cash_and_peak_equity_follow_and_a_retry_replaces(
+    paper_world: None,
+) -> None:
+    from tradeops.agents import ledger
+
+    def row(run: str, position: str, cash: str, equity: str) -> dict[str, Any]:
+        now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+        return {
+            "agent": "btc", "dag_id": "agent_btc_trading", "run_id": run, "venue": "binance",
+            "symbol": "BTC/USDT", "as_of": now, "decided_at": now, "logged_at": now, "price": Decimal("65000"),
+            "sentiment_score": 0.5, "sentiment_confidence": 0.5, "technical_signal": 0.0,
+            "technical_confidence": 0.0, "model_version": None, "model_probability": None, "score": 0.3,
+            "action": "buy", "amount": Decimal("0.1"), "rationale": "r", "risk_rule": None, "risk_reason": None,
+            "outcome": "filled", "client_order_id": None, "order_status": "filled", "filled": Decimal("0.1"),
+            "fill_price": Decimal("65000"), "fee": Decimal("3.25"), "position_after": Decimal(position),
+            "cash_after": Decimal(cash), "equity_after": Decimal(equity), "detail": None, "inputs": {"x": 1},
+        }  # fmt: skip
+
+    assert ledger.book("btc") == ledger.AgentBook(position=Decimal(0), cash=Decimal(0), peak_equity=Decimal(0), runs=0)
+    assert ledger.record(row("r1", "0.1", "-6503.25", "-3.25"))
+    assert ledger.record(row("r2", "0.1", "-6503.25", "196.75"))
+    assert not ledger.record(row("r2", "0.1", "-6503.25", "96.75"))  # the same run logged again
+
+    book = ledger.book("btc")
+    assert (book.position, book.cash, book.peak_equity, book.runs) == (
+        Decimal("0.1"),
+        Decimal("-6503.25"),
+        Decimal("96.75"),
+        2,
+    )
+    assert ledger.book("btc", excluding_run="r2").peak_equity == Decimal(0)
+    assert book.equity_at(Decimal("66000")) == Decimal("96.75")
+    assert ledger.row_of("agent_btc_trading", "r1")["inputs"] == {"x": 1}
