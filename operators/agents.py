@@ -204,3 +204,54 @@ class LogPerformanceOperator(_AgentOperator):
         states = self._states(context, [VALIDATE])
         if states.get(VALIDATE) in {"failed", "upstream_failed"}:
             raise AirflowFailException("validate_risk did not finish: logged as failed, no order was placed")
+
+
+AGENT_DOC = """
+### Trading agent `{name}`: {symbol} on {venue} ({calendar}, `{schedule}` {timezone})
+
+1. `check_market_hours`: the {calendar} calendar at the run's scheduled time (holidays, early
+   closes); closed: every later task is skipped, not failed.
+2. `fetch_market_data`: the last {history_bars} complete 1-minute bars, the feature registry's
+   values on the last one, the venue's mark price.
+3. `analyze_sentiment` (headlines on `{news}` from the news source, scored offline) and
+   `analyze_technical` (RSI, MACD, moving-average crossover, volatility), in parallel.
+4. `make_decision`: sentiment x {w_sentiment} + technical x {w_technical}, blended with the routed
+   model's prediction ({model_weight:.0%} of the score) when a model serves {symbol}; buy / sell
+   at |score| >= {threshold}; the rationale names every input.
+5. `validate_risk`: trading state (HALTED blocks, REDUCING only sells), max position {max_position},
+   max notional {max_notional}, max drawdown {max_drawdown} of capital {capital}, venue exposure
+   {max_venue_exposure}, available balance, stale data, late run, unlogged earlier orders.
+6. `execute_trade`: the order as a saga step (client order id = idempotency key), then
+   `compensate`: a failed step (e.g. a fill more than {slippage} bps off) is traded back.
+7. `log_performance`: price, scores, decision, rationale, order, fill and PnL into
+   `agent_decisions`, with every input; the run fails here when the trade failed.
+
+**On call**: `tradeops agents decisions --agent {name}`, `tradeops agents report`,
+`tradeops agents replay RUN_ID`; a failed trade: `tradeops saga show RUN_ID`.
+Config: config/agents.yaml (`agents.{name}`).
+"""
+
+
+def agent_doc(name: str, agent: Any) -> str:
+    """The Docs tab of agent ``name``'s DAG."""
+    risk = agent.risk
+    return AGENT_DOC.format(
+        name=name,
+        symbol=agent.symbol,
+        venue=agent.venue,
+        calendar=agent.calendar,
+        schedule=agent.schedule,
+        timezone=agent.timezone,
+        history_bars=agent.history_bars,
+        news=agent.headline_symbol,
+        w_sentiment=agent.weights.sentiment,
+        w_technical=agent.weights.technical,
+        model_weight=agent.model_weight,
+        threshold=agent.entry_threshold,
+        max_position=risk.max_position,
+        max_notional=risk.max_notional,
+        max_drawdown=risk.max_drawdown,
+        capital=agent.capital,
+        max_venue_exposure=risk.max_venue_exposure,
+        slippage=risk.max_slippage_bps,
+    )
