@@ -10,7 +10,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 # Two pytest-xdist workers, one test file each (tests in a file share their fixtures and order).
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
-.PHONY: run stop status test lint venv reset lock bench bench-data bench-models help
+.PHONY: run stop status test lint venv reset lock bench bench-data bench-models bench-agents help
 
 help:
 	@echo "make run     bring up Kafka, the paper venue and Airflow, restarted when a component dies (idempotent)"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench   kill-switch latency and event throughput against the running stack (make run first)"
 	@echo "make bench-data  the data pipeline on 1M bars (700 symbols x 1,440 minutes) and the drift check's error rates"
 	@echo "make bench-models  weekly training on the default universe (90 days) and serving latency p50/p99"
+	@echo "make bench-agents  what one trading-agent run costs on the running stack, and three agents on their schedules (make run first)"
 	@echo "make reset   stop and delete all local state (.local/, except the Kafka jar cache)"
 	@echo "make lock    re-resolve and pin requirements.txt (UPGRADE=1: newest versions, not the current pins)"
 
@@ -63,6 +64,10 @@ bench-data: $(STAMP)
 
 bench-models: $(STAMP)
 	$(BIN)/python scripts/bench_models.py --days $${DAYS:-90} --calls $${CALLS:-500}
+
+bench-agents: $(STAMP)
+	@eval "$$(scripts/local-stack.sh env)" && \
+	  $(BIN)/python scripts/bench_agents.py --agent $${AGENT:-btc} --runs $${RUNS:-5} --idle $${IDLE:-30}
 
 lint: $(STAMP)
 	$(BIN)/ruff check tradeops operators sensors plugins dags tests scripts
