@@ -82,7 +82,10 @@ def news(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, paper_world: Non
             at = datetime.now(UTC) - age
             for title in titles:
                 headline = Headline(
-                    id=f"test-{next(counter)}-{at.timestamp()}", symbol=symbol, title=title, source="test",
+                    id=f"test-{next(counter)}-{at.timestamp()}",
+                    symbol=symbol,
+                    title=title,
+                    source="test",
                     published_at=at,
                 )
                 publish_headline(headline, settings(), bootstrap=kafka_bootstrap)
@@ -353,3 +356,38 @@ def test_replay_when_a_logged_input_was_changed_then_the_stage_that_differs_is_n
 
     differing = {c.stage for c in result.checks if not c.matches}
     assert not result.matches and "sentiment" in differing
+
+
+def test_btc_agent_when_a_model_is_routed_to_it_then_its_prediction_is_blended_and_recorded(
+    agents_yaml: Any, news: Any, model_stores: Any
+) -> None:
+    import numpy as np
+    import pandas as pd
+    from sqlalchemy import select
+
+    from tests.fixtures.models import register_model
+    from tradeops.agents import ledger
+    from tradeops.agents.replay import replay
+    from tradeops.db import get_engine, transaction
+    from tradeops.models import routing
+    from tradeops.models.model_tables import model_predictions
+
+    rng = np.random.default_rng(5)
+    columns = ["rsi_14", "macd_hist", "ret_15"]
+    samples = pd.DataFrame({"rsi_14": rng.uniform(0, 100, 400), "macd_hist": rng.normal(0, 1e-4, 400)})
+    samples["ret_15"] = rng.normal(0, 1e-3, 400)
+    version = register_model(columns, samples, (samples["rsi_14"] < 50).to_numpy().astype(int))
+    routing.assign([("binance", "BTC/USDT")], version, "champion", "test", "route BTC to the test model")
+    news(BULLISH)
+
+    run = _run("agent_btc_trading")
+
+    row = _row(run)
+    assert run.state == "success", _states(run)
+    assert row["model_version"] == version and 0 < row["model_probability"] < 1
+    assert f"v{version} (champion) p(up) {row['model_probability']:.3f}" in row["rationale"]
+    with transaction(get_engine()) as conn:
+        served = conn.execute(select(model_predictions).where(model_predictions.c.symbol == "BTC/USDT")).all()
+    assert [(p.version, p.role, p.error) for p in served] == [(version, "champion", None)]
+    assert served[0].probability == row["model_probability"]
+    assert replay(ledger.row_of(run.dag_id, run.run_id)).matches
