@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "tradeops.cli.stack_cmds",
     "tradeops.cli.data_cmds",
     "tradeops.cli.models_cmds",
+    "tradeops.cli.news_cmds",
 )
 
 
