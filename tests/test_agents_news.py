@@ -347,3 +347,23 @@ def test_news_feed_when_running_then_publishes_due_slots_and_sigterm_ends_it_cle
 
     assert process.returncode == 0, stderr
     assert "published paper headlines for BTC, IWM, TSLA" in stderr and "paper news feed stopped" in stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"published_at": datetime.now(UTC) + timedelta(hours=1)}, "published_at"),
+        ({"symbol": "tsla"}, "symbol"),
+        ({"title": "   "}, "title"),
+        ({"id": "x" * 129}, "headline_id"),
+    ],
+)
+def test_headline_event_when_a_field_is_bad_then_validation_names_it(change: dict[str, object], field: str) -> None:
+    from tradeops.errors import EventValidationError
+
+    headline = Headline(**(_headline(5).to_dict() | {"published_at": _headline(5).published_at} | change))
+
+    with pytest.raises(EventValidationError) as caught:
+        headline_event(headline)
+
+    assert caught.value.field == field

@@ -121,8 +121,10 @@ def _check_window(since: datetime, until: datetime, limit: int) -> None:
 def headline_event(headline: Headline) -> NewsHeadline:
     """The ``news_headline`` event of ``headline`` (a pure function of it); raises
     ``EventValidationError`` naming the field a bad headline gets wrong."""
-    from tradeops.events import build_event
+    from tradeops.events import MAX_CLOCK_SKEW, build_event
 
+    if headline.published_at > datetime.now(UTC) + MAX_CLOCK_SKEW:  # before the envelope's occurred_at says so
+        raise EventValidationError("published_at", f"lies in the future ({headline.published_at.isoformat()})")
     fields = {
         "event_id": str(uuid.uuid5(NEWS_NAMESPACE, headline.id)),
         "occurred_at": headline.published_at.isoformat(),
