@@ -6,7 +6,7 @@ its Kafka timestamp its ``published_at``. ``KafkaNewsSource`` uses no consumer g
 reads its window again, from the offsets the broker finds for ``since`` up to the end offsets it had
 when the read began. A message it cannot read is skipped with a WARNING and dead-lettered through
 ``tradeops.kafka.dead_letters``, which records each message position once in the project database,
-so a bad message read by every run is copied to the dead-letter topic once.
+so a bad message read by every run (two at once included) is copied to the dead-letter topic once.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import importlib
 import inspect
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -37,7 +38,9 @@ log = logging.getLogger(__name__)
 
 # event_id = uuid5(NEWS_NAMESPACE, headline id): one headline is one event, however often published.
 NEWS_NAMESPACE = uuid.UUID("6f1d3c52-9a57-4d8e-8a43-3f0c2b7e5d19")
-# The name dead letters of the news reader carry (``dlq.watcher``, ``dead_letters.watcher``).
+# Dead letters of a news reader carry ``agents-news:<host>:<pid>:<random>`` (``dlq.watcher``,
+# ``dead_letters.watcher``): one name per reader, so two runs reading the same bad message at once do
+# not both take it for their own; the second waits for the first one's copy instead.
 READER = "agents-news"
 # Producers' clocks may run ahead (``tradeops.events.MAX_CLOCK_SKEW``): the seek starts this much
 # before ``since`` so a message stamped before its own ``published_at`` is not missed.
@@ -199,6 +202,7 @@ class KafkaNewsSource:
         self.topic = settings.kafka.topics.market_news
         self.bootstrap = bootstrap or _bootstrap(settings)
         self.timeout = float(timeout_seconds)
+        self.reader = f"{READER}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def headlines(self, symbol: str, *, since: datetime, until: datetime, limit: int) -> list[Headline]:
         _check_window(since, until, limit)
@@ -293,8 +297,9 @@ class KafkaNewsSource:
         return sorted(found, key=lambda m: (m.partition, m.offset))
 
     def _dead_letter(self, bad: list[tuple[Message, EventValidationError]]) -> None:
-        """Copy unreadable messages to the dead-letter topic, each once across runs; a failure here is
-        logged and left for the next read (the message is still in its window then)."""
+        """Copy unreadable messages to the dead-letter topic, each once across runs (a message another
+        reader is copying is waited for, and taken over if it is not stored within 10 s); a failure
+        here is logged and left for the next read (the message is still in its window then)."""
         from sqlalchemy.exc import SQLAlchemyError
 
         from tradeops.kafka.dead_letters import DeadLetterItem, DeadLetterWriter
@@ -302,7 +307,7 @@ class KafkaNewsSource:
 
         items = [DeadLetterItem(message=message, error=error) for message, error in bad]
         try:
-            writer = DeadLetterWriter(watcher=READER, bootstrap=self.bootstrap, settings=self.settings)
+            writer = DeadLetterWriter(watcher=self.reader, bootstrap=self.bootstrap, settings=self.settings)
             writer.write(items)
         except (DeliveryError, SQLAlchemyError) as exc:
             log.error(
