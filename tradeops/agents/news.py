@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from tradeops.errors import ConfigError, EventValidationError, NewsUnavailableError
 
@@ -137,7 +137,7 @@ def headline_event(headline: Headline) -> NewsHeadline:
         "title": headline.title,
         "published_at": headline.published_at.isoformat(),
     }
-    return build_event("news_headline", fields)  # type: ignore[return-value]
+    return cast("NewsHeadline", build_event("news_headline", fields))
 
 
 def headline_of(event: NewsHeadline) -> Headline:
@@ -341,4 +341,4 @@ def open_news_source(config: NewsConfig, settings: Settings) -> NewsSource:
     source = factory(settings=settings, **config.options)
     if not callable(getattr(source, "headlines", None)):
         raise ConfigError("news.source", f"'{config.source}' has no headlines(symbol, since=, until=, limit=) method")
-    return source  # type: ignore[no-any-return]
+    return cast(NewsSource, source)
