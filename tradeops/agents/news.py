@@ -245,7 +245,8 @@ class KafkaNewsSource:
                 self.bootstrap,
                 **{
                     "client.id": "tradeops-agents-news",
-                    "group.id": f"tradeops-news-reader-{uuid.uuid4().hex}",  # never joined, never committed
+                    # The client refuses to start without one; assign() never joins it and nothing commits.
+                    "group.id": f"tradeops-news-reader-{uuid.uuid4().hex}",
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
                     "socket.timeout.ms": max(1000, int(self.timeout * 1000)),
