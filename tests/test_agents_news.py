@@ -84,6 +84,14 @@ def test_headlines_when_window_read_then_only_the_symbol_inside_the_bounds_oldes
     assert ids == ["h-TSLA-120", "h-TSLA-90", "h-TSLA-30"]
     assert _window(source, symbol="BTC") == ["h-BTC-60"]
     assert _window(source, symbol="IWM") == []
+    assert not [g for g in _consumer_groups(kafka_bootstrap) if g.startswith("tradeops-news-reader")]
+
+
+def _consumer_groups(bootstrap: str) -> list[str]:
+    from confluent_kafka.admin import AdminClient
+
+    listed = AdminClient({"bootstrap.servers": bootstrap}).list_consumer_groups(request_timeout=10).result()
+    return [group.group_id for group in listed.valid]
 
 
 def test_headlines_when_more_than_limit_then_the_newest_kept_and_each_id_once(
