@@ -90,7 +90,9 @@ def test_headlines_when_window_read_then_only_the_symbol_inside_the_bounds_oldes
 def _consumer_groups(bootstrap: str) -> list[str]:
     from confluent_kafka.admin import AdminClient
 
-    listed = AdminClient({"bootstrap.servers": bootstrap}).list_consumer_groups(request_timeout=10).result()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    listed = admin.list_consumer_groups(request_timeout=10).result()
+    assert not listed.errors, listed.errors
     return [group.group_id for group in listed.valid]
 
 
