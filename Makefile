@@ -86,7 +86,7 @@ reset: $(STAMP)
 LOCK_PACKAGES := "apache-airflow==3.3.2" apache-airflow-providers-apache-kafka \
   apache-airflow-providers-cncf-kubernetes apache-airflow-providers-common-messaging \
   apache-airflow-providers-standard "apache-airflow-providers-amazon[s3fs]>=9.39.0" \
-  confluent-kafka ccxt requests boto3 pandas "pandera[pandas]" exchange-calendars scikit-learn mlflow \
+  confluent-kafka ccxt requests boto3 pandas "pandera[pandas]" exchange-calendars scikit-learn mlflow vaderSentiment \
   pytest pyyaml sqlalchemy "psycopg[binary]"
 
 lock:

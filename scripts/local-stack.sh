@@ -44,7 +44,7 @@ print_access() {
     echo "             (generated on first start; kept in $password_file)"
   fi
   echo "Kafka:       $(python -c 'from tradeops.kafka.broker import bootstrap_servers; print(bootstrap_servers())')"
-  echo "Logs:        $STACK_DIR/<component>.log (scheduler, dag-processor, triggerer, api-server);"
+  echo "Logs:        $STACK_DIR/<component>.log (scheduler, dag-processor, triggerer, api-server, news-feed);"
   echo "             restarts in $STACK_DIR/supervisor.log"
   echo "Status:      make status       Stop with: make stop"
 }
@@ -53,8 +53,15 @@ start_airflow() {
   airflow db migrate >>"$AIRFLOW_HOME/migrate.log" 2>&1
   airflow pools set emergency 16 "emergency stop-loss: never queued behind other work" >/dev/null
   mkdir -p "$STACK_DIR"
-  echo "starting Airflow (scheduler, dag-processor, triggerer, api-server) under the tradeops supervisor"
-  setsid nohup tradeops stack supervise >>"$STACK_DIR/supervisor.log" 2>&1 </dev/null &
+  # The agents read headlines from Kafka unless news.source (config/agents.yaml) names another
+  # source: then no paper feed runs. A change of news.source takes a `make stop` first.
+  local extra=() what="scheduler, dag-processor, triggerer, api-server"
+  if [[ "$(tradeops news source)" == "kafka" ]]; then
+    extra+=(--also "news-feed=tradeops news feed")
+    what+=", news-feed"
+  fi
+  echo "starting Airflow ($what) under the tradeops supervisor"
+  setsid nohup tradeops stack supervise "${extra[@]}" >>"$STACK_DIR/supervisor.log" 2>&1 </dev/null &
 }
 
 up() {

@@ -20,6 +20,7 @@ import pytest
 
 from tests.fixtures.kafka import free_port
 from tests.fixtures.stack import alive, component, process_tree, state, wait_for
+from tests.fixtures.watch import read_all
 from tradeops.localstack.processes import group_members
 from tradeops.localstack.state import ComponentState
 
@@ -89,7 +90,7 @@ def _stack_processes(home: Path) -> set[int]:
 
 
 def test_triggerer_when_killed_with_sigkill_then_restarted_heartbeating_and_reported_and_stop_leaves_nothing(
-    stack_env: dict[str, str],
+    stack_env: dict[str, str], kafka_bootstrap: str
 ) -> None:
     home = Path(stack_env["AIRFLOW_HOME"])
     up = _stack(stack_env, "up")
@@ -98,6 +99,8 @@ def test_triggerer_when_killed_with_sigkill_then_restarted_heartbeating_and_repo
     assert f"{home}/stack/<component>.log" in up.stdout
     with sqlite3.connect(home / "airflow.db") as db:
         assert db.execute("SELECT slots FROM slot_pool WHERE pool = 'emergency'").fetchone() == (16,)
+    assert component(home, "news-feed").state is ComponentState.RUNNING  # news.source is kafka
+    wait_for(lambda: read_all(kafka_bootstrap, "market-news", timeout=5), 60, "the paper feed's headlines")
     first = component(home, "triggerer")
     wait_for(lambda: _heartbeating_since(home, first.started_at, 0), 60, "the first triggerer's job to heartbeat")
     old_job = _newest_triggerer_job(home)[0]
@@ -126,6 +129,8 @@ def test_triggerer_when_killed_with_sigkill_then_restarted_heartbeating_and_repo
     line = next(line for line in status.stdout.splitlines() if line.strip().startswith("triggerer"))
     assert "running" in line and f"pid {second.pid}," in line and "restarts 1" in line and "killed by SIGKILL" in line
     assert f"(job {new_job})" in line
+    feed = next(line for line in status.stdout.splitlines() if line.strip().startswith("news-feed"))
+    assert "running" in feed and "restarts 0" in feed
 
     pids = {c.name: c.pid for c in state(home).components}
     again = _stack(stack_env, "up")

@@ -20,6 +20,7 @@ from tradeops.events import (
     FundingRateDeviation,
     MarketShock,
     ModelDeployment,
+    NewsHeadline,
     StopLossReport,
     build_event,
     cli_name,
@@ -247,6 +248,7 @@ def test_registry_when_listed_then_every_model_type_present() -> None:
         StopLossReport,
         DataAlert,
         ModelDeployment,
+        NewsHeadline,
     }
     assert {spec.topic_attr for spec in REGISTRY.values()} <= set(KafkaTopics.model_fields)
 
@@ -259,6 +261,7 @@ def test_registry_when_listed_then_every_model_type_present() -> None:
         ("funding_rate_deviation", "BTC/USDT:USDT"),
         ("critical_alert", "okx"),
         ("model_deployment", "tradeops_direction"),  # one model's rollout stays in order
+        ("news_headline", "TSLA"),  # one symbol's headlines stay in order
     ],
 )
 def test_partition_key_when_event_then_symbol_else_venue_else_scope(event_type: str, key: str) -> None:

@@ -272,6 +272,20 @@ def test_supervise_when_one_already_runs_then_refuses_and_starts_nothing(supervi
     assert process_tree(first.pid) == {first.pid, pid}
 
 
+def test_supervise_when_also_given_then_that_component_runs_besides_the_others_and_status_shows_it(
+    supervise: Supervise, home: Path
+) -> None:
+    supervise(["main=sleep 611"], "--also", "extra=sleep 613")
+
+    extra = wait_for(lambda: _running(home, "extra"), 10, "the extra component to run")
+    status = stack_cli(home, "status")
+
+    assert [c.name for c in state(home).components] == ["main", "extra"]
+    assert _running(home, "main") is not None
+    line = next(line for line in status.stdout.splitlines() if line.strip().startswith("extra"))
+    assert "running" in line and f"pid {extra}," in line
+
+
 def test_supervise_when_a_killed_supervisor_left_components_running_then_ends_them_before_starting(
     supervise: Supervise, home: Path
 ) -> None:

@@ -124,6 +124,9 @@ class KafkaTopics(_Frozen):
     data_alerts: str = "data-alerts"
     # Model rollouts: stages passed, finished, held, rolled back. For people; no watcher acts on it.
     model_events: str = "model-events"
+    # Headlines the trading agents read (news_headline, keyed by news symbol); the local stack's paper
+    # feed fills it. No watcher acts on it.
+    market_news: str = "market-news"
     dead_letter: str = "tradeops-dead-letter"
 
 

@@ -107,6 +107,16 @@ class DataValidationError(TradeopsError):
     """
 
 
+class NewsUnavailableError(TradeopsError):
+    """The news source did not answer (its broker or API is unreachable, its topic is missing, or a
+    read did not finish in time). Not a venue error on purpose: a news outage must not count
+    against a venue's circuit breaker nor go through the venue retry paths of a saga.
+
+    What happens next: the task that reads news fails and Airflow retries it; an agent run does
+    not trade on sentiment it could not read.
+    """
+
+
 class RunEndedError(TradeopsError):
     """A saga step was about to act but its Airflow run had already ended (timed out, marked
     failed or deleted) or its state could not be confirmed.

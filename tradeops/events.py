@@ -41,6 +41,8 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Asset = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z0-9]{1,16}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+# What a news source files headlines under: a ticker or a coin (TSLA, IWM, BTC, BRK.B).
+NewsSymbol = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,15}$")]
 
 
 def _new_event_id() -> str:
@@ -249,8 +251,39 @@ class ModelDeployment(EventBase):
     reason: Text
 
 
+class NewsHeadline(EventBase):
+    """A news headline about ``symbol`` (a news symbol: TSLA, IWM, BTC), published at ``published_at``.
+
+    Published to ``market-news`` (keyed by ``symbol``, the Kafka timestamp set to ``published_at``)
+    for the trading agents, which read a time window of it; no watcher acts on it. The envelope's
+    ``source`` says who published the headline (``paper-feed``, a wire service); ``headline_id`` is
+    that publisher's own id, and readers keep one headline per id, so publishing one again is
+    harmless. ``tradeops.agents.news`` derives ``event_id`` from ``headline_id``."""
+
+    event_type: Literal["news_headline"] = "news_headline"
+    headline_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    symbol: NewsSymbol
+    title: Text
+    published_at: AwareDatetime
+
+    @field_validator("published_at")
+    @classmethod
+    def _published_not_in_future(cls, value: datetime) -> datetime:
+        value = value.astimezone(UTC)
+        if value > _now() + MAX_CLOCK_SKEW:
+            raise ValueError(f"lies in the future (more than {MAX_CLOCK_SKEW.total_seconds():.0f}s ahead of now)")
+        return value
+
+
 Event = (
-    MarketShock | CapitalThreshold | FundingRateDeviation | CriticalAlert | StopLossReport | DataAlert | ModelDeployment
+    MarketShock
+    | CapitalThreshold
+    | FundingRateDeviation
+    | CriticalAlert
+    | StopLossReport
+    | DataAlert
+    | ModelDeployment
+    | NewsHeadline
 )
 
 
@@ -317,6 +350,17 @@ REGISTRY: dict[str, EventSpec] = {
             "stage": 1,
             "instruments": 1,
             "reason": "canary stage 1: error rate 3.1% > 1.0% (4 of 130)",
+        },
+    ),
+    "news_headline": EventSpec(
+        NewsHeadline,
+        "market_news",
+        {
+            "headline_id": "wire-20260105-1430-tsla-1",
+            "symbol": "TSLA",
+            "title": "Tesla beats delivery estimates and raises guidance",
+            "published_at": "2026-01-05T14:30:00Z",
+            "source": "newswire",
         },
     ),
     "stop_loss_report": EventSpec(

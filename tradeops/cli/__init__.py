@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "tradeops.cli.data_cmds",
     "tradeops.cli.models_cmds",
     "tradeops.cli.agents_cmds",
+    "tradeops.cli.news_cmds",
 )
 
 

@@ -205,7 +205,7 @@ def _register_publish(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         "event_type",
         metavar="EVENT_TYPE",
         type=_event_type_arg,
-        help="market-shock | capital-threshold | funding-rate-deviation | critical-alert",
+        help="one of the event types listed below (e.g. market-shock, critical-alert)",
     )
     publish.add_argument(
         "--json",

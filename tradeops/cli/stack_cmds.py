@@ -80,6 +80,13 @@ def _register_supervise(actions: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="NAME=COMMAND",
         help="a component to run instead of Airflow's four (repeatable); COMMAND is split like a shell would",
     )
+    supervise.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="a component to run besides the others, e.g. news-feed='tradeops news feed' (repeatable)",
+    )
     supervise.add_argument("--max-deaths", type=int, default=5, metavar="N", help="default: 5")
     supervise.add_argument("--window", type=float, default=120.0, metavar="SECONDS", help="default: 120")
     supervise.add_argument("--backoff", type=float, default=1.0, metavar="SECONDS", help="first delay (default: 1)")
@@ -123,6 +130,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
     paths = _paths(args)
     specs = [_component(text) for text in args.component] or list(AIRFLOW_COMPONENTS)
+    specs += [_component(text) for text in args.also]
     policy = RestartPolicy(
         max_deaths=args.max_deaths,
         window_seconds=args.window,

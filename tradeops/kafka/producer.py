@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -59,8 +60,12 @@ def publish(
     bootstrap: str | None = None,
     topics: KafkaTopics | None = None,
     timeout: float | None = None,
+    timestamp: datetime | None = None,
 ) -> DeliveryReport:
-    """Write ``event`` to its topic, keyed for ordering (symbol, else venue, else scope)."""
+    """Write ``event`` to its topic, keyed for ordering (symbol, else venue, else scope).
+
+    ``timestamp`` sets the message's Kafka timestamp (default: now), for readers that seek by time.
+    """
     topic = topic_for(event.event_type, topics)
     key = partition_key(event)
     headers: Headers = [
@@ -68,7 +73,8 @@ def publish(
         ("schema_version", str(event.schema_version).encode()),
         ("event_id", event.event_id.encode()),
     ]
-    report = _produce(topic, to_json(event).encode(), key, headers, bootstrap, timeout)
+    stamp = None if timestamp is None else int(timestamp.timestamp() * 1000)
+    report = _produce(topic, to_json(event).encode(), key, headers, bootstrap, timeout, stamp)
     log.info(
         "published %s %s to %s[%d]@%d",
         event.event_type,
@@ -120,7 +126,13 @@ def _discard(bootstrap: str, timeout: float, producer: Producer) -> None:
 
 
 def _produce(
-    topic: str, value: bytes, key: str | None, headers: Headers, bootstrap: str | None, timeout: float | None
+    topic: str,
+    value: bytes,
+    key: str | None,
+    headers: Headers,
+    bootstrap: str | None,
+    timeout: float | None,
+    timestamp_ms: int | None = None,
 ) -> DeliveryReport:
     bootstrap = bootstrap or bootstrap_servers()
     timeout = timeout or settings().kafka.delivery_timeout_seconds
@@ -136,7 +148,12 @@ def _produce(
     deadline = time.monotonic() + timeout + 1.0
     try:
         producer.produce(
-            topic, value=value, key=key.encode() if key else None, headers=headers, on_delivery=on_delivery
+            topic,
+            value=value,
+            key=key.encode() if key else None,
+            headers=headers,
+            on_delivery=on_delivery,
+            timestamp=timestamp_ms or 0,
         )
         while not delivered.is_set() and time.monotonic() < deadline:
             producer.poll(0.05)  # serves this call's delivery report (and any other caller's)

@@ -112,8 +112,8 @@ def event_digest(event: Event) -> str:
     return hashlib.sha256(to_json(event).encode()).hexdigest()
 
 
-def _precheck(message: Message, settings: Settings) -> EventValidationError | None:
-    """Size and nesting, before any parser sees the bytes."""
+def precheck(message: Message, settings: Settings) -> EventValidationError | None:
+    """Size and nesting, before any parser sees the bytes (also used by the agents' news reader)."""
     limits = settings.kafka.watch
     value = message.value
     if value is None or not value.strip():
@@ -128,7 +128,9 @@ def _precheck(message: Message, settings: Settings) -> EventValidationError | No
     return None
 
 
-def _parse(message: Message) -> tuple[Event | None, EventValidationError | None]:
+def parse_message(message: Message) -> tuple[Event | None, EventValidationError | None]:
+    """The event in ``message``, or why it is unreadable (an event of a type that belongs on another
+    topic included); never raises."""
     try:
         event = parse_event(message.value or b"")
     except EventValidationError as exc:
@@ -171,10 +173,10 @@ def read_message(message: Message, watcher: Watcher, settings: Settings, now: da
 
 
 def _read(message: Message, watcher: Watcher, settings: Settings, now: datetime | None) -> Reading:
-    error = _precheck(message, settings)
+    error = precheck(message, settings)
     event = None
     if error is None:
-        event, error = _parse(message)
+        event, error = parse_message(message)
     if error is not None or event is None:
         error = error or EventValidationError("<json>", "no event")
         on_alerts = message.topic == settings.kafka.topics.risk_alerts
