@@ -8,10 +8,10 @@ checked at and the time its delay is measured from.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context, TriggerRule
+from airflow.sdk import BaseOperator, Context, ExceptionRetryPolicy, RetryAction, RetryRule, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from tradeops.config import settings
@@ -23,6 +23,25 @@ TECHNICAL = "analyze_technical"
 DECIDE = "make_decision"
 VALIDATE = "validate_risk"
 RISK_XCOM_KEY = "risk"
+
+# Reads that hit a venue or the news source retry what is temporary (an unreachable broker or
+# venue, an open circuit breaker) a couple of times; anything else fails at once.
+READ_RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception="tradeops.errors.TemporaryVenueError",
+            action=RetryAction.RETRY,
+            reason="temporary venue error: retry",
+        ),
+        RetryRule(
+            exception="tradeops.errors.NewsUnavailableError",
+            action=RetryAction.RETRY,
+            reason="the news source did not answer: retry",
+        ),
+    ],
+    default=RetryAction.FAIL,
+)
+_READ_DEFAULTS: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(seconds=10), "retry_policy": READ_RETRY_POLICY}
 
 
 def scheduled_time(context: Context) -> datetime:
@@ -37,6 +56,8 @@ class _AgentOperator(BaseOperator):
     ui_color = "#e3f0e8"
 
     def __init__(self, *, agent: str, **kwargs: Any) -> None:
+        for name, value in _READ_DEFAULTS.items():
+            kwargs.setdefault(name, value)
         super().__init__(**kwargs)
         self.agent = agent
 

@@ -94,8 +94,10 @@ def news(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, paper_world: Non
 
 
 def _dags() -> dict[str, Any]:
+    from airflow.sdk import DAG
+
     module = load_dag_module("agent_trading")
-    return {dag_id: getattr(module, dag_id) for dag_id in dir(module) if dag_id.startswith("agent_")}
+    return {value.dag_id: value for value in vars(module).values() if isinstance(value, DAG)}
 
 
 def _run(dag_id: str, at: datetime | None = None) -> Any:
