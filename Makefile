@@ -67,7 +67,7 @@ bench-models: $(STAMP)
 
 bench-agents: $(STAMP)
 	@eval "$$(scripts/local-stack.sh env)" && \
-	  $(BIN)/python scripts/bench_agents.py --agent $${AGENT:-btc} --runs $${RUNS:-5} --idle $${IDLE:-30}
+	  $(BIN)/python scripts/bench_agents.py --agent $${AGENT:-btc} --runs $${RUNS:-5} --idle $${IDLE:-30} $${TRADE:+--trade}
 
 lint: $(STAMP)
 	$(BIN)/ruff check tradeops operators sensors plugins dags tests scripts

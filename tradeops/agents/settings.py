@@ -91,7 +91,7 @@ class AgentConfig(_Frozen):
     # The routed model's share of the final score when a model serves the instrument.
     model_weight: float = Field(default=0.3, ge=0, le=1)
     # |score| at least this (and a fitting position) buys or sells; below it the agent holds.
-    entry_threshold: float = Field(default=0.2, gt=0, lt=1)
+    entry_threshold: float = Field(default=0.15, gt=0, lt=1)
     history_bars: int = Field(default=600, ge=MIN_HISTORY_BARS, le=20_000)  # 1-minute bars read
     # A run that starts trading later than this after its scheduled time does not trade: its
     # signals are stale and the next run is due.
