@@ -205,6 +205,16 @@ def test_equity_agent_when_the_market_is_closed_then_the_run_is_skipped_not_fail
     assert ledger.row_of(run.dag_id, run.run_id) is None
 
 
+def test_crypto_agent_when_nyse_is_closed_then_it_still_runs(agents_yaml: Any, news: Any) -> None:
+    for moment in (datetime(2026, 11, 26, 15, 0, tzinfo=UTC), datetime(2026, 11, 25, 3, 0, tzinfo=UTC)):
+        run = _run("agent_btc_trading", moment)  # Thanksgiving afternoon, a night
+
+        assert run.state == "success", _states(run)
+        assert _states(run)["check_market_hours"] == "success"
+        row = _row(run)
+        assert row["action"] == "hold" or row["risk_rule"] == "run_too_late"  # a run days late never trades
+
+
 def test_equity_agent_when_a_run_comes_a_day_late_then_it_decides_but_does_not_trade(
     agents_yaml: Any, news: Any
 ) -> None:
@@ -358,6 +368,38 @@ def test_replay_when_a_logged_input_was_changed_then_the_stage_that_differs_is_n
 
     differing = {c.stage for c in result.checks if not c.matches}
     assert not result.matches and "sentiment" in differing
+
+
+def test_replay_cli_when_the_log_is_intact_then_exit_0_and_when_tampered_then_exit_1(
+    agents_yaml: Any, news: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy import update
+
+    from tradeops.agents import ledger
+    from tradeops.agents.agent_tables import agent_decisions
+    from tradeops.cli import main
+    from tradeops.db import get_engine, transaction
+
+    news(BULLISH)
+    run = _run("agent_btc_trading")
+    capsys.readouterr()
+
+    assert main(["agents", "replay", run.run_id]) == 0
+    assert "MATCHES" in capsys.readouterr().out
+
+    row = ledger.row_of(run.dag_id, run.run_id)
+    assert row is not None
+    row["inputs"]["decision_inputs"]["weights"] = {"sentiment": 0.1, "technical": 0.9}
+    with transaction(get_engine()) as conn:
+        conn.execute(
+            update(agent_decisions)
+            .where(agent_decisions.c.run_id == run.run_id)
+            .values(inputs=json.dumps(row["inputs"]))
+        )
+    assert main(["agents", "replay", run.run_id]) == 1
+    out = capsys.readouterr().out
+    assert "DIFFERS" in out and "decision   False" in out
+    assert main(["agents", "replay", "no-such-run"]) == 2
 
 
 def test_btc_agent_when_a_model_is_routed_to_it_then_its_prediction_is_blended_and_recorded(
