@@ -30,6 +30,7 @@ ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/airflow/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     TRADEOPS_CONFIG=/opt/airflow/tradeops-config/tradeops.yaml \
+    TRADEOPS_AGENTS_CONFIG=/opt/airflow/tradeops-config/agents.yaml \
     TRADEOPS_STATE_DIR=/tmp/tradeops
 
 USER 50000

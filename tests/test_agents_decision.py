@@ -518,3 +518,16 @@ def test_book_when_runs_logged_then_position_cash_and_peak_equity_follow_and_a_r
     assert ledger.book("btc", excluding_run="r2").peak_equity == Decimal(0)
     assert book.equity_at(Decimal("66000")) == Decimal("96.75")
     assert ledger.row_of("agent_btc_trading", "r1")["inputs"] == {"x": 1}
+
+
+def test_agents_path_when_only_the_main_config_is_moved_then_agents_yaml_is_read_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradeops.agents.settings import AGENTS_CONFIG_ENV, default_agents_path
+
+    monkeypatch.delenv(AGENTS_CONFIG_ENV, raising=False)
+    monkeypatch.setenv("TRADEOPS_CONFIG", str(tmp_path / "tradeops-config" / "tradeops.yaml"))
+    assert default_agents_path() == tmp_path / "tradeops-config" / "agents.yaml"
+
+    monkeypatch.setenv(AGENTS_CONFIG_ENV, str(tmp_path / "elsewhere.yaml"))
+    assert default_agents_path() == tmp_path / "elsewhere.yaml"

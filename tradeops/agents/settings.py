@@ -192,9 +192,12 @@ def dag_id(name: str) -> str:
 
 
 def default_agents_path() -> Path:
-    from tradeops.config import PROJECT_ROOT
+    """``TRADEOPS_AGENTS_CONFIG``, else ``agents.yaml`` beside the main configuration file (the
+    image copies config/ away from the installed package)."""
+    from tradeops.config import default_config_path
 
-    return Path(os.environ.get(AGENTS_CONFIG_ENV, PROJECT_ROOT / "config" / "agents.yaml"))
+    configured = os.environ.get(AGENTS_CONFIG_ENV)
+    return Path(configured) if configured else default_config_path().with_name("agents.yaml")
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
