@@ -435,3 +435,23 @@ def test_btc_agent_when_a_model_is_routed_to_it_then_its_prediction_is_blended_a
     assert [(p.version, p.role, p.error) for p in served] == [(version, "champion", None)]
     assert served[0].probability == row["model_probability"]
     assert replay(ledger.row_of(run.dag_id, run.run_id)).matches
+
+
+def test_btc_agent_when_the_fetched_bars_are_broken_then_no_order_and_the_reason_names_the_bar(
+    agents_yaml: Any, news: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fixtures.paper import data_fault, set_data_faults
+
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=20)
+    set_data_faults(
+        monkeypatch, data_fault("binance", "BTC/USDT", "high_below_low", start.isoformat(), now.isoformat())
+    )
+    news(BULLISH)
+
+    run = _run("agent_btc_trading")
+
+    row = _row(run)
+    assert run.state == "success", _states(run)
+    assert (row["action"], row["outcome"], row["risk_rule"]) == ("buy", "rejected", "bad_market_data")
+    assert "binance BTC/USDT: ohlc" in row["risk_reason"] and start.isoformat() in row["risk_reason"]

@@ -358,6 +358,7 @@ def _order(action: str = "buy", amount: str = "0.1") -> Decision:
         (_order(), _context(run_delay_seconds=901.0), "run_too_late"),
         (_order(), _context(last_bar_age_seconds=301.0), "stale_market_data"),
         (_order(), _context(last_bar_age_seconds=None), "stale_market_data"),
+        (_order(), _context(data_findings=("binance BTC/USDT: ohlc: high below low (2 bar(s))",)), "bad_market_data"),
         (_order(amount="0.2"), _context(position=Decimal("0.4")), "max_position"),
         (_order(amount="0.2"), _context(position=Decimal("0.3")), "max_notional"),  # 0.5 x 65000 > 30000
         (_order(), _context(equity=Decimal("-5000"), peak_equity=Decimal("0")), "max_drawdown"),
@@ -411,7 +412,7 @@ def test_validate_when_hold_then_nothing_is_checked() -> None:
 def test_risk_context_when_round_tripped_through_json_then_equal() -> None:
     import json
 
-    context = _context(unreconciled_runs=("a", "b"), trading_state="REDUCING")
+    context = _context(unreconciled_runs=("a", "b"), trading_state="REDUCING", data_findings=("x",))
 
     assert RiskContext.from_dict(json.loads(json.dumps(context.to_dict()))) == context
 

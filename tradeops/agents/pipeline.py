@@ -67,6 +67,7 @@ def fetch_market_data(agent: AgentConfig, settings: Settings, now: datetime) -> 
     last one, and the venue's mark price (the price the decision sizes and judges fills by)."""
     from tradeops.market_data import features
     from tradeops.market_data.frames import with_keys
+    from tradeops.market_data.validation import validate_window
     from tradeops.venues.factory import open_venue
 
     until = now.astimezone(UTC).replace(second=0, microsecond=0)  # the current minute is not complete
@@ -75,8 +76,13 @@ def fetch_market_data(agent: AgentConfig, settings: Settings, now: datetime) -> 
     mark = venue.mark_price(agent.symbol)
     fetched = {"fetched_at": now.isoformat(), "mark": str(mark), "bars": len(bars), "until": until.isoformat()}
     if bars.empty:
-        return {**fetched, "first_ts": None, "last_ts": None, "last_close": None, "features": {}, "digest": None}
-    frame = features.compute(with_keys(bars.reset_index(drop=True), agent.venue, agent.symbol))
+        empty = {"first_ts": None, "last_ts": None, "last_close": None, "features": {}, "digest": None}
+        return {**fetched, **empty, "data_findings": []}
+    keyed = with_keys(bars.reset_index(drop=True), agent.venue, agent.symbol)
+    findings = [f for f in validate_window(keyed, settings.market_data.validation) if f.action != "warn"]
+    for finding in findings:
+        log.warning("bad market data: %s", finding.message())
+    frame = features.compute(keyed)
     last = frame.iloc[-1]
     values = {name: (None if last[name] != last[name] else float(last[name])) for name in features.FEATURE_NAMES}
     return {
@@ -86,6 +92,7 @@ def fetch_market_data(agent: AgentConfig, settings: Settings, now: datetime) -> 
         "last_close": float(bars["close"].iloc[-1]),
         "features": values,
         "digest": _bars_digest(bars),
+        "data_findings": [f.message() for f in findings],
     }
 
 
@@ -229,6 +236,7 @@ def risk_context(
         max_delay_seconds=float(agent.max_delay_seconds),
         last_bar_age_seconds=age,
         unreconciled_runs=ledger.unreconciled_runs(dag_id, run_id),
+        data_findings=tuple(market.get("data_findings") or ()),
     )
 
 

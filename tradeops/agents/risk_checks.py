@@ -8,6 +8,9 @@ Rules, in the order they are checked (the first that fails rejects the order and
   happened: no new order until a person looks (``tradeops saga show``);
 - ``run_too_late``: the run started trading more than ``max_delay_seconds`` after its time;
 - ``stale_market_data``: the last bar is older than ``STALE_BAR_SECONDS`` at the decision;
+- ``bad_market_data``: the fetched bars failed a data check whose policy is not ``warn``
+  (``market_data.validation``: OHLC, prices, volume, duplicates, outliers, stale prices); the
+  reason names venue, symbol, check and the first bars;
 - ``max_position`` / ``max_notional``: the agent's position after a buy, in base units / at the
   decision price;
 - ``max_drawdown``: the agent's equity has fallen ``max_drawdown`` of its capital below its
@@ -49,6 +52,8 @@ class RiskContext:
     max_delay_seconds: float
     last_bar_age_seconds: float | None
     unreconciled_runs: tuple[str, ...] = ()
+    # Checks the fetched bars failed whose policy (market_data.validation.policy) is not "warn".
+    data_findings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,7 +68,7 @@ class RiskContext:
         for name, value in data.items():
             if name in decimals or name == "taker_fee_bps":
                 values[name] = Decimal(value)
-            elif name == "unreconciled_runs":
+            elif name in {"unreconciled_runs", "data_findings"}:
                 values[name] = tuple(value)
             else:
                 values[name] = value
@@ -118,6 +123,11 @@ def _rules(decision: Decision, ctx: RiskContext, limits: RiskLimits, symbol: str
             "stale_market_data",
             age is not None and age <= STALE_BAR_SECONDS,
             "no bars" if age is None else f"the last bar is {age:.0f} s old (limit {STALE_BAR_SECONDS} s)",
+        ),
+        (
+            "bad_market_data",
+            not ctx.data_findings,
+            "; ".join(ctx.data_findings) or "the fetched bars pass the data checks",
         ),
         (
             "max_position",

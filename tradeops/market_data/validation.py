@@ -151,6 +151,18 @@ def validate_day(
     return ValidationResult(kept, findings, quarantined, completeness, filled, len(keys))
 
 
+def validate_window(bars: pd.DataFrame, config: ValidationConfig) -> list[Finding]:
+    """The checks that need no day's calendar, on any window of one or more instruments' bars:
+    the row checks (types, prices, OHLC consistency, volume, duplicates), outliers and stale
+    prices. A trading agent runs them on the bars it fetched before it trusts them."""
+    bars = sort_bars(bars)
+    findings = _row_findings(bars, config)
+    for venue, symbol in sorted(instruments(bars)):
+        frame = bars.loc[rows_of(bars, {(venue, symbol)})]
+        findings += _series_findings(venue, symbol, frame, config)
+    return findings
+
+
 class _Screen:
     """One vectorised pass over every instrument: which ones need a closer look.
 
