@@ -76,11 +76,11 @@ class CheckMarketHoursOperator(_AgentOperator):
     """Skip the run (every later task) when the agent's market is closed at the scheduled time."""
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from tradeops.agents.pipeline import check_market_hours
+        from tradeops.agents.hours import market_hours
 
         _agents, agent = self._config()
         at = scheduled_time(context)
-        hours = check_market_hours(agent, at)
+        hours = market_hours(agent.calendar, at)
         if not hours.open:
             raise AirflowSkipException(f"market closed: {hours.reason}")
         self.log.info("%s at %s: %s", agent.calendar, at.isoformat(), hours.reason)

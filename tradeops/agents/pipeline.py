@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradeops.agents import ledger
 from tradeops.agents.decision import Decision, DecisionInputs, decide
-from tradeops.agents.hours import MarketHours, market_hours
-from tradeops.agents.risk_checks import RiskContext, RiskVerdict, validate
+from tradeops.agents.risk_checks import RiskContext, validate
 from tradeops.agents.settings import AgentConfig, AgentsFile
 from tradeops.market_data.calendars import session_bounds
 
@@ -31,10 +30,6 @@ ACTION = "tradeops.agents.execution.agent_order"
 MINUTE = timedelta(minutes=1)
 
 
-def check_market_hours(agent: AgentConfig, at: datetime) -> MarketHours:
-    return market_hours(agent.calendar, at)
-
-
 def history_start(agent: AgentConfig, until: datetime) -> datetime:
     """Where ``agent.history_bars`` 1-minute bars of its calendar before ``until`` begin."""
     needed = agent.history_bars
@@ -43,7 +38,9 @@ def history_start(agent: AgentConfig, until: datetime) -> datetime:
     from tradeops.venues.equity_sessions import NEW_YORK
 
     day = until.astimezone(NEW_YORK).date()
-    for _ in range(40):  # 40 calendar days hold far more sessions than any history asks for
+    start = until
+    # A short session has 210 minutes and no week has fewer than 3 sessions: enough days to look at.
+    for _ in range(needed // 210 * 3 + 14):
         bounds = session_bounds(agent.calendar, day)
         if bounds is not None:
             opens, closes = bounds
@@ -285,10 +282,6 @@ def validate_risk(
         "limits": agent.risk.model_dump(mode="json"),
         "orders": orders,
     }
-
-
-def verdict_of(risk: dict[str, Any]) -> RiskVerdict:
-    return RiskVerdict.from_dict(risk["verdict"])
 
 
 def _orders_of_step(venue: Any, key: str, symbol: str) -> tuple[Any, list[Any]]:
