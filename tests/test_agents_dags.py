@@ -4,6 +4,7 @@ headlines on the real Kafka broker, real Airflow (skips, saga compensation, run 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +15,6 @@ import pytest
 import yaml
 
 from tests.dag_files import load_dag_module
-from tests.fixtures.watch import fresh_topics
 from tradeops import risk
 from tradeops.config import settings
 from tradeops.errors import ConfigError
@@ -70,27 +70,39 @@ def agents_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
     agents.cache_clear()
 
 
+def _fresh_news_topic(bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A headline topic of this test only. Only that topic: every ``dag.test()`` writes every DAG
+    of dags/ to Airflow's database, and the Kafka-triggered DAGs' assets are named by their
+    topics, so other per-test topic names would be left registered for the stop-loss and
+    rebalance DAG tests that run later in the same process."""
+    from tradeops.kafka.topics import ensure_topics
+
+    monkeypatch.setenv("TRADEOPS__KAFKA__TOPICS__MARKET_NEWS", f"t-market-news-{uuid.uuid4().hex[:8]}")
+    settings.cache_clear()
+    ensure_topics(bootstrap, settings().kafka.topics)
+
+
 @pytest.fixture
 def news(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, paper_world: None) -> Iterator[Callable[..., None]]:
-    """This test's own topics; the returned function publishes headlines on BTC."""
+    """This test's own headline topic; the returned function publishes headlines on BTC."""
     from tradeops.agents.news import Headline, publish_headline
 
-    with fresh_topics(kafka_bootstrap, monkeypatch):
-        counter = iter(range(10_000))
+    _fresh_news_topic(kafka_bootstrap, monkeypatch)
+    counter = iter(range(10_000))
 
-        def publish(titles: list[str], *, symbol: str = "BTC", age: timedelta = timedelta(minutes=5)) -> None:
-            at = datetime.now(UTC) - age
-            for title in titles:
-                headline = Headline(
-                    id=f"test-{next(counter)}-{at.timestamp()}",
-                    symbol=symbol,
-                    title=title,
-                    source="test",
-                    published_at=at,
-                )
-                publish_headline(headline, settings(), bootstrap=kafka_bootstrap)
+    def publish(titles: list[str], *, symbol: str = "BTC", age: timedelta = timedelta(minutes=5)) -> None:
+        at = datetime.now(UTC) - age
+        for title in titles:
+            headline = Headline(
+                id=f"test-{next(counter)}-{at.timestamp()}",
+                symbol=symbol,
+                title=title,
+                source="test",
+                published_at=at,
+            )
+            publish_headline(headline, settings(), bootstrap=kafka_bootstrap)
 
-        yield publish
+    yield publish
 
 
 def _dags() -> dict[str, Any]:
@@ -266,9 +278,9 @@ def test_btc_agent_when_news_turns_bearish_then_sells_from_what_it_bought(
     bought = _row(_run("agent_btc_trading"))
     assert bought["outcome"] == "filled"
 
-    with fresh_topics(kafka_bootstrap, monkeypatch):  # a new headline topic: only bad news now
-        news(BEARISH)
-        run = _run("agent_btc_trading", datetime.now(UTC) + timedelta(seconds=1))
+    _fresh_news_topic(kafka_bootstrap, monkeypatch)  # a new headline topic: only bad news now
+    news(BEARISH)
+    run = _run("agent_btc_trading", datetime.now(UTC) + timedelta(seconds=1))
 
     sold = _row(run)
     assert run.state == "success", _states(run)

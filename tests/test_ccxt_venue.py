@@ -277,6 +277,17 @@ def test_place_order_when_market_perp_then_filled_in_base_units_with_fee(venue, 
     ]
 
 
+def test_place_order_when_ccxt_rounded_amounts_then_the_process_decimal_context_is_unchanged(venue, fake):
+    import decimal
+
+    before = decimal.getcontext().copy()
+    venue.place_order(order())
+
+    after = decimal.getcontext()
+    assert (after.rounding, after.prec, after.traps) == (before.rounding, before.prec, before.traps)
+    assert after.rounding == decimal.ROUND_HALF_EVEN and not after.traps[decimal.Underflow]
+
+
 def test_place_order_when_reduce_only_then_flag_reaches_the_venue(venue, fake):
     venue.place_order(order("open1"))
 

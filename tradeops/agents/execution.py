@@ -10,7 +10,7 @@ confirms was filled (``tradeops.saga.actions.trade_back_order``).
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from tradeops.errors import InvalidOrderError, OrderRejectedError, TemporaryVenueError
@@ -49,11 +49,12 @@ def agent_order(params: Params, key: str) -> dict[str, Any]:
     result = to_jsonable(order)
     if order.filled > 0 and order.average_price is not None:
         slipped = slippage_bps(request.side, order.average_price, reference)
-        result["slippage_bps"] = str(slipped.quantize(Decimal("0.01")))
+        result["slippage_bps"] = str(slipped.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
         if slipped > limit:
             raise FillOutsideLimitsError(
                 f"order {key} filled {order.filled} {request.symbol} at {order.average_price}, "
-                f"{slipped:.1f} bps worse than the decision's {reference} (limit {limit} bps): trading it back"
+                f"{slipped.quantize(Decimal('0.1'), rounding=ROUND_HALF_EVEN)} bps worse than the decision's "
+                f"{reference} (limit {limit} bps): trading it back"
             )
     return result
 

@@ -20,6 +20,7 @@ logger capped at INFO, and error messages are scrubbed of credential values.
 
 from __future__ import annotations
 
+import decimal
 import functools
 import hashlib
 import logging
@@ -68,12 +69,17 @@ R = TypeVar("R")
 
 
 def _venue_call(func: Callable[Concatenate[CcxtVenue, P], R]) -> Callable[Concatenate[CcxtVenue, P], R]:
-    """Run one public method; translate whatever it raises. Never retries."""
+    """Run one public method; translate whatever it raises. Never retries.
+
+    It runs in its own copy of the decimal context: ccxt's ``decimal_to_precision`` sets the
+    thread's context to ROUND_HALF_UP with Underflow trapped and leaves it so, which would change
+    every later Decimal calculation of the process (money included)."""
 
     @functools.wraps(func)
     def wrapper(self: CcxtVenue, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(self, *args, **kwargs)
+            with decimal.localcontext():
+                return func(self, *args, **kwargs)
         except VenueError:
             raise
         except Exception as exc:
