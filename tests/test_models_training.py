@@ -211,6 +211,8 @@ class _Approver:
         self.waiting = TaskInstanceState.AWAITING_INPUT
         self.choice, self.name = choice, name
         self.stop = threading.Event()
+        self.errors: list[str] = []
+        self.answered: object | None = None  # the task instance whose approval was answered
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> _Approver:
@@ -228,13 +230,23 @@ class _Approver:
         return self.name
 
     def _run(self) -> None:
+        """Answer until the answer is stored: a try that fails (the SQLite database busy with
+        dag.test()'s own writes, say) is tried again on the next tick instead of ending the
+        thread, which would leave dag.test() waiting for the answer for ever."""
         while not self.stop.wait(0.5):
-            with self.session() as session:
-                pending = session.query(self.requests).filter(self.requests.responded_at.is_(None)).all()
-                for request in pending:
-                    ti = request.task_instance
-                    if ti.task_id != "approve" or ti.state != self.waiting:
-                        continue
+            try:
+                if self._answer():
+                    return
+            except Exception as exc:  # kept for the test's failure message; tried again
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _answer(self) -> bool:
+        """Answer the approval waiting now; True once that answer is stored (earlier runs'
+        answered requests in the same database are not this one)."""
+        with self.session() as session:
+            for request in session.query(self.requests).filter(self.requests.responded_at.is_(None)).all():
+                ti = request.task_instance
+                if ti.task_id == "approve" and ti.state == self.waiting:
                     self.respond(
                         dag_id=ti.dag_id,
                         dag_run_id=ti.run_id,
@@ -243,7 +255,12 @@ class _Approver:
                         user=self,
                         session=session,
                     )
-                    return
+                    self.answered = request.ti_id
+        if self.answered is None:
+            return False
+        with self.session() as session:
+            stored = session.query(self.requests).filter(self.requests.ti_id == self.answered).one()
+            return stored.responded_at is not None
 
 
 @pytest.mark.airflow
