@@ -63,8 +63,12 @@ def standalone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -
     home = tmp_path_factory.mktemp("airflow-e2e")
     dags = home / "dags"
     dags.mkdir()
+    # Not the trading agents: at start every unpaused DAG runs its latest interval, and three
+    # agent runs (25 task processes) on top overloaded the api-server on 2 cores (HTTP 500s).
+    # They are tested with dag.test() and on `make run` (tests/test_agents_dags.py, bench-agents).
     for dag_file in [*(ROOT / "dags").glob("*.py"), *(ROOT / "tests" / "e2e_dags").glob("*.py")]:
-        shutil.copy(dag_file, dags / dag_file.name)
+        if dag_file.name != "agent_trading.py":
+            shutil.copy(dag_file, dags / dag_file.name)
     port = _free_port()
     env = {
         **os.environ,
