@@ -195,6 +195,37 @@ def test_headlines_when_broker_does_not_answer_then_news_unavailable(topics: Kaf
         _window(source)
 
 
+def test_headlines_when_partition_between_leaders_then_asked_again_and_other_errors_answer_at_once(
+    kafka_bootstrap: str, topics: KafkaTopics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A topic just created or a leader moving answers NOT_LEADER for a moment (seen on a fresh run);
+    # the broker's first answers are replaced by that error, the real read follows.
+    from confluent_kafka import KafkaError, KafkaException
+
+    publish_headline(_headline(30), settings(), bootstrap=kafka_bootstrap)
+    real_bounds = KafkaNewsSource._bounds
+    answers = [KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE]
+
+    def between_leaders(self: KafkaNewsSource, consumer: object, start: datetime) -> object:
+        if answers:
+            raise KafkaException(KafkaError(answers.pop(0)))
+        return real_bounds(self, consumer, start)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(KafkaNewsSource, "_bounds", between_leaders)
+    assert _window(_source(kafka_bootstrap)) == ["h-TSLA-30"]
+    assert answers == []
+
+    answers[:] = [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    with pytest.raises(NewsUnavailableError, match=r"did not answer.*TOPIC_AUTHORIZATION_FAILED"):
+        _window(_source(kafka_bootstrap))
+
+    answers[:] = [KafkaError.NOT_LEADER_FOR_PARTITION] * 100
+    short = KafkaNewsSource(settings(), bootstrap=kafka_bootstrap, timeout_seconds=1.0)
+    with pytest.raises(NewsUnavailableError, match="NOT_LEADER_FOR_PARTITION"):
+        _window(short)
+    assert 90 <= len(answers) < 100
+
+
 def test_headlines_when_topic_missing_then_news_unavailable_naming_it(
     kafka_bootstrap: str, topics: KafkaTopics, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from tests.fixtures.kafka import free_port
+from tests.fixtures.kafka import end_offsets, free_port
 from tradeops.config import settings
 from tradeops.events import REGISTRY, build_event, parse_event
 from tradeops.kafka import broker
@@ -66,15 +66,6 @@ def _read_at(bootstrap: str, topic: str, partition: int, offset: int, timeout: f
                 assert message.offset() == offset
                 return message
         raise AssertionError(f"nothing at {topic}[{partition}]@{offset} after {timeout}s")
-    finally:
-        consumer.close()
-
-
-def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = _consumer(bootstrap)
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
     finally:
         consumer.close()
 
@@ -146,14 +137,14 @@ def test_publish_cli_when_event_invalid_then_field_named_and_nothing_produced(
     kafka_bootstrap: str, event_type: str, fields: dict[str, object], field: str
 ) -> None:
     topic = getattr(settings().kafka.topics, REGISTRY[event_type.replace("-", "_")].topic_attr)
-    before = _end_offsets(kafka_bootstrap, topic)
+    before = end_offsets(kafka_bootstrap, topic)
 
     result = _cli("publish", event_type, "--json", json.dumps(fields))
 
     assert result.returncode == 2
     assert f"field '{field}'" in result.stderr
     assert "delivered" not in result.stdout
-    assert _end_offsets(kafka_bootstrap, topic) == before
+    assert end_offsets(kafka_bootstrap, topic) == before
 
 
 def test_publish_cli_when_json_malformed_then_json_named_and_exit_2(kafka_bootstrap: str) -> None:

@@ -188,6 +188,19 @@ def read_headline(message: Message, settings: Settings) -> Headline | EventValid
 # --------------------------------------------------------------------------- the Kafka source
 
 
+def _transient(error: Any) -> bool:
+    """Whether a broker error on reading offsets goes away by itself (a partition between leaders)."""
+    from confluent_kafka import KafkaError
+
+    codes = {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError._WAIT_COORD,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+    return bool(getattr(error, "retriable", lambda: False)()) or getattr(error, "code", lambda: None)() in codes
+
+
 class KafkaNewsSource:
     """Headlines from ``kafka.topics.market_news``; no consumer group, nothing committed.
 
@@ -225,8 +238,19 @@ class KafkaNewsSource:
         from confluent_kafka import KafkaException
 
         consumer = self._consumer()
+        deadline = time.monotonic() + self.timeout
         try:
-            ends, starts = self._bounds(consumer, start)
+            while True:
+                try:
+                    ends, starts = self._bounds(consumer, start)
+                    break
+                except KafkaException as exc:
+                    # A leader moving (or a topic just created) answers NOT_LEADER for a moment;
+                    # that is asked again until the read's deadline, anything else is an answer.
+                    if not _transient(exc.args[0]) or time.monotonic() + 0.2 > deadline:
+                        raise
+                    log.info("'%s' at %s: %s; asking again", self.topic, self.bootstrap, exc.args[0])
+                    time.sleep(0.2)
             return self._read(consumer, starts, ends)
         except KafkaException as exc:
             raise NewsUnavailableError(
