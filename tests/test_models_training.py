@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.approval import Approver
 from tests.fixtures.models import SIGNAL, write_feature_days
 from tradeops.config import settings
 from tradeops.market_data.store import FeatureStore
@@ -184,85 +185,6 @@ def test_training_pipeline_when_the_store_is_empty_then_train_skipped_with_the_r
     assert states == {"train": "skipped", "needs_approval": "skipped", "approve": "skipped", "promote": "skipped"}
 
 
-class _Approver:
-    """A person answering the approval under Required Actions: the answer goes through the
-    handler of the Airflow API's HITL route (what the UI calls), once the task waits for it."""
-
-    def __init__(self, choice: str, name: str) -> None:
-        import threading
-
-        # imported here, not in the thread: a thread importing Airflow beside dag.test() deadlocks
-        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
-        from airflow.models import import_all_models
-        from airflow.models.hitl import HITLDetail
-        from airflow.utils.session import create_session
-        from airflow.utils.state import TaskInstanceState
-        from sqlalchemy.orm import configure_mappers
-
-        import_all_models()
-        configure_mappers()  # or the thread's first query imports every model beside dag.test()
-        self.respond, self.payload, self.requests, self.session = (
-            update_hitl_detail,
-            UpdateHITLDetailPayload,
-            HITLDetail,
-            create_session,
-        )
-        self.waiting = TaskInstanceState.AWAITING_INPUT
-        self.choice, self.name = choice, name
-        self.stop = threading.Event()
-        self.errors: list[str] = []
-        self.answered: object | None = None  # the task instance whose approval was answered
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> _Approver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-    def get_id(self) -> str:
-        return self.name
-
-    def get_name(self) -> str:
-        return self.name
-
-    def _run(self) -> None:
-        """Answer until the answer is stored: a try that fails (the SQLite database busy with
-        dag.test()'s own writes, say) is tried again on the next tick instead of ending the
-        thread, which would leave dag.test() waiting for the answer for ever."""
-        while not self.stop.wait(0.5):
-            try:
-                if self._answer():
-                    return
-            except Exception as exc:  # kept for the test's failure message; tried again
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-
-    def _answer(self) -> bool:
-        """Answer the approval waiting now; True once that answer is stored (earlier runs'
-        answered requests in the same database are not this one)."""
-        with self.session() as session:
-            for request in session.query(self.requests).filter(self.requests.responded_at.is_(None)).all():
-                ti = request.task_instance
-                if ti.task_id == "approve" and ti.state == self.waiting:
-                    self.respond(
-                        dag_id=ti.dag_id,
-                        dag_run_id=ti.run_id,
-                        task_id=ti.task_id,
-                        update_hitl_detail_payload=self.payload(chosen_options=[self.choice], params_input={}),
-                        user=self,
-                        session=session,
-                    )
-                    self.answered = request.ti_id
-        if self.answered is None:
-            return False
-        with self.session() as session:
-            stored = session.query(self.requests).filter(self.requests.ti_id == self.answered).one()
-            return stored.responded_at is not None
-
-
 @pytest.mark.airflow
 @pytest.mark.slow
 @pytest.mark.parametrize("choice", ["Approve", "Reject"])
@@ -275,7 +197,7 @@ def test_training_pipeline_when_approval_is_required_then_promoted_only_when_a_p
     settings.cache_clear()
     write_feature_days(model_stores, _days(8), beta=0.6)
 
-    with _Approver(choice, "alice"):
+    with Approver(choice, "alice"):
         states, _ = _train_run(FIRST + timedelta(days=8))
 
     loaded = settings()

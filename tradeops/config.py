@@ -195,6 +195,17 @@ class SagaConfig(_Frozen):
     withdrawal_history_lag_seconds: int = Field(default=120, ge=0)
 
 
+class TradingStateConfig(_Frozen):
+    """Changes of the desk-wide trading state made through Airflow (``trading_state_control``).
+
+    HALTED is the safe direction and applies at once; ACTIVE and REDUCING wait for an approval
+    under Required Actions, by someone other than the requester when ``distinct_approver``.
+    """
+
+    approval_timeout_hours: float = Field(default=4.0, gt=0, le=72)
+    distinct_approver: bool = True
+
+
 # The longest an emergency stop may keep trying (the DAG's timeouts are sized from it).
 STOP_LOSS_MAX_DURATION_LIMIT_SECONDS = 2700
 
@@ -299,6 +310,7 @@ class Settings(_Frozen):
     rebalance: RebalanceConfig = RebalanceConfig()
     wise: WiseConfig = WiseConfig()
     stop_loss: StopLossConfig = StopLossConfig()
+    trading_state: TradingStateConfig = TradingStateConfig()
     market_data: MarketDataConfig = MarketDataConfig()
     feature_health: DriftConfig = DriftConfig()
     models: ModelsConfig = ModelsConfig()
