@@ -12,14 +12,8 @@ The standalone runs the repository's DAGs plus the test-only sagas in tests/e2e_
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -31,6 +25,8 @@ import pytest
 from confluent_kafka import Producer
 
 from tests.fixtures.kafka import end_offsets, read_from
+from tests.fixtures.standalone import api, wait_for
+from tests.fixtures.standalone import standalone as run_standalone
 from tradeops import risk
 from tradeops.config import settings
 from tradeops.model import OrderRequest, Side
@@ -40,86 +36,19 @@ BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def standalone(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """``airflow standalone`` on this repository's DAGs, its own home, DB and port."""
-    from tradeops.watchers import connection_env
-
-    home = tmp_path_factory.mktemp("airflow-e2e")
-    dags = home / "dags"
-    dags.mkdir()
+    """``airflow standalone`` on this repository's DAGs plus tests/e2e_dags/."""
     # Not the trading agents: at start every unpaused DAG runs its latest interval, and three
     # agent runs (25 task processes) on top overloaded the api-server on 2 cores (HTTP 500s).
     # They are tested with dag.test() and on `make run` (tests/test_agents_dags.py, bench-agents).
-    for dag_file in [*(ROOT / "dags").glob("*.py"), *(ROOT / "tests" / "e2e_dags").glob("*.py")]:
-        if dag_file.name != "agent_trading.py":
-            shutil.copy(dag_file, dags / dag_file.name)
-    port = _free_port()
-    env = {
-        **os.environ,
-        **connection_env(kafka_bootstrap),
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "TRADEOPS_DB_URL": f"sqlite:///{home / 'tradeops.db'}",
-    }
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
-    subprocess.run(
-        [str(BIN / "airflow"), "pools", "set", "emergency", "16", "emergency"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    subprocess.run([str(BIN / "tradeops"), "init"], env=env, check=True, capture_output=True, timeout=300)
-    log = (home / "standalone.log").open("w")
-    process = subprocess.Popen(
-        [str(BIN / "airflow"), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-
-        def watching() -> bool:
-            text = (home / "standalone.log").read_text(errors="replace")
-            return process.poll() is None and "watchers currently running" in text
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2):
-                    return True
-            except OSError:
-                return False
-
-        _wait(healthy, 300, "the Airflow API server")
-        _wait(watching, 300, "the triggerer to run the Kafka watchers", interval=2)
+    files = [
+        f
+        for f in [*(ROOT / "dags").glob("*.py"), *(ROOT / "tests" / "e2e_dags").glob("*.py")]
+        if f.name != "agent_trading.py"
+    ]
+    with run_standalone(tmp_path_factory.mktemp("airflow-e2e"), kafka_bootstrap, files) as env:
         yield env
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 def _use_db(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,7 +90,7 @@ def test_critical_alert_when_published_then_triggerer_runs_stop_loss_and_venue_e
     )
     assert published.returncode == 0, published.stderr
 
-    _wait(lambda: not _positions(), 180, "every position to be closed")
+    wait_for(lambda: not _positions(), 180, "every position to be closed")
     assert risk.get_state().state is risk.TradingState.HALTED
     # the watcher halted on reading the alert, before the DAG's run (which halts again, idempotently)
     halts = [h for h in reversed(risk.history(20)) if h.state is risk.TradingState.HALTED and "e2e kill" in h.reason]
@@ -189,38 +118,15 @@ def test_malformed_message_when_on_watched_topic_then_dead_lettered_and_next_goo
     )
     assert good.returncode == 0, good.stderr
 
-    _wait(lambda: handled_count("emergency_stop_loss_saga") == handled_before + 1, 180, "the good event's run")
+    wait_for(lambda: handled_count("emergency_stop_loss_saga") == handled_before + 1, 180, "the good event's run")
     letters = read_from(kafka_bootstrap, topics.dead_letter, start)
     reasons = [dict(m.headers())["dlq.reason"].decode() for m in letters]
     assert any("<json>" in reason for reason in reasons), reasons
     assert dead_letter_counts().get(topics.risk_alerts, 0) >= 1
 
 
-def _token(env: dict[str, str]) -> str:
-    """An API token for the standalone's generated admin login."""
-    passwords = json.loads((Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text())
-    username, password = next(iter(passwords.items()))
-    request = urllib.request.Request(
-        f"{env['AIRFLOW__API__BASE_URL']}/auth/token",
-        data=json.dumps({"username": username, "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return str(json.loads(response.read())["access_token"])
-
-
 def _api(env: dict[str, str], method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
-    """Call the Airflow REST API (v2) as the logged-in admin; {} for an empty answer."""
-    request = urllib.request.Request(
-        f"{env['AIRFLOW__API__BASE_URL']}/api/v2/{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {_token(env)}", "Content-Type": "application/json"},
-        method=method,
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read()
-    return json.loads(text) if text else {}
+    return api(env, method, path, body)
 
 
 def _run_state(env: dict[str, str], dag_id: str, run_id: str) -> str | None:
@@ -262,7 +168,7 @@ def test_saga_when_airflow_ends_the_run_without_compensate_then_recovery_compens
     # The first order (buy_tsla) goes through; buy_iwm then keeps hitting temporary errors.
     alpaca.inject_fault("place_order", "temporary", times=1000, skip=1)
     try:
-        _wait(lambda: _dag_known(standalone, dag_id), 180, f"{dag_id} to be parsed", interval=2)
+        wait_for(lambda: _dag_known(standalone, dag_id), 180, f"{dag_id} to be parsed", interval=2)
         run_id = str(_api(standalone, "POST", f"dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"])
 
         def stalled() -> bool:
@@ -274,17 +180,17 @@ def test_saga_when_airflow_ends_the_run_without_compensate_then_recovery_compens
                 retrying or (ending == "dagrun_timeout" and _run_state(standalone, dag_id, run_id) != "running")
             )
 
-        _wait(stalled, 180, "buy_tsla to act and buy_iwm to be retrying", interval=1)
+        wait_for(stalled, 180, "buy_tsla to act and buy_iwm to be retrying", interval=1)
         if ending == "deleted":
             # Airflow deletes only finished runs: mark it failed and delete it at once, away from
             # the minute boundary where saga_recovery runs, so the run is gone when it looks.
-            _wait(lambda: 10 <= datetime.now(UTC).second <= 40, 60, "the middle of a minute", interval=0.5)
+            wait_for(lambda: 10 <= datetime.now(UTC).second <= 40, 60, "the middle of a minute", interval=0.5)
         if ending in ("mark_failed", "deleted"):
             _api(standalone, "PATCH", f"dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
         if ending == "deleted":
             _api(standalone, "DELETE", f"dags/{dag_id}/dagRuns/{run_id}")
         expected = None if ending == "deleted" else "failed"
-        _wait(lambda: _run_state(standalone, dag_id, run_id) == expected, 120, f"the run to be {expected}")
+        wait_for(lambda: _run_state(standalone, dag_id, run_id) == expected, 120, f"the run to be {expected}")
 
         def attempts_settled() -> bool:
             # An attempt of buy_iwm starting now sees the run ended and refuses before acting; one
@@ -295,7 +201,7 @@ def test_saga_when_airflow_ends_the_run_without_compensate_then_recovery_compens
                     tries.setdefault(e.try_number, set()).add(e.outcome)
             return all(outcomes != {"started"} for outcomes in tries.values())
 
-        _wait(attempts_settled, 60, "the last attempt of buy_iwm to end", interval=1)
+        wait_for(attempts_settled, 60, "the last attempt of buy_iwm to end", interval=1)
     finally:
         alpaca.clear_faults()
 
@@ -303,7 +209,7 @@ def test_saga_when_airflow_ends_the_run_without_compensate_then_recovery_compens
         saga = store.get_run(dag_id, run_id)
         return saga is not None and saga.status is store.SagaStatus.COMPENSATED
 
-    _wait(compensated, 240, "saga_recovery to compensate the run", interval=2)
+    wait_for(compensated, 240, "saga_recovery to compensate the run", interval=2)
     saga = store.get_run(dag_id, run_id)
     assert saga.closed_by == "airflow:saga_recovery"
     assert ("deleted" if ending == "deleted" else "ended FAILED") in (saga.close_reason or "")
