@@ -21,6 +21,8 @@ Set-Location -LiteralPath $PSScriptRoot
 $ImageName = 'tradeops-airflow'
 # The UI user: AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS in k8s/base/configmap-airflow.yaml.
 $AdminUser = 'tradeops'
+# A second login, for approvals: going back to ACTIVE needs another user than the requester.
+$ApproverUser = 'approver'
 $MigrateJob = if ($env:TRADEOPS_MIGRATE_JOB) { $env:TRADEOPS_MIGRATE_JOB } else { 'airflow-migrate' }
 $ApiService = if ($env:TRADEOPS_API_SERVICE) { $env:TRADEOPS_API_SERVICE } else { 'airflow-api-server' }
 $Watchers = @('stop_loss_alerts', 'stop_loss_shocks', 'rebalance_capital', 'rebalance_shocks', 'funding_deviation')
@@ -187,9 +189,10 @@ function Invoke-Secrets {
     }
     if (Test-WantSecret 'airflow-secrets') {
         $admin = New-Alnum 24
+        $approver = New-Alnum 24
         New-Secret 'airflow-secrets' ([ordered]@{
                 'fernet-key' = (New-Base64Url 32); 'jwt-secret' = (New-Base64Url 48); 'api-secret-key' = (New-Base64Url 48)
-                'admin-password' = $admin; 'sql-alchemy-conn' = $sql })
+                'admin-password' = $admin; 'approver-password' = $approver; 'sql-alchemy-conn' = $sql })
     }
     if (Test-WantSecret 'tradeops-secrets') { New-Secret 'tradeops-secrets' ([ordered]@{ 'TRADEOPS_DB_URL' = $db }) }
     if (Test-WantSecret 'tradeops-kafka-connections') {
@@ -200,7 +203,8 @@ function Invoke-Secrets {
     if (-not $DryRun -and $admin) {
         Write-Host ''
         Write-Host "Airflow login: $AdminUser / $admin"
-        Write-Host "  shown only now; stored in Secret airflow-secrets (key admin-password), namespace ${Namespace}:"
+        Write-Host "Approver login: $ApproverUser / $approver"
+        Write-Host "  shown only now; stored in Secret airflow-secrets (keys admin-password, approver-password), namespace ${Namespace}:"
         Write-Host "  kubectl get secret airflow-secrets -n $Namespace -o jsonpath='{.data.admin-password}'  (base64)"
     }
 }

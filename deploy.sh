@@ -16,6 +16,8 @@ cd "$ROOT"
 IMAGE_NAME="tradeops-airflow"
 # The UI user: AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS in k8s/base/configmap-airflow.yaml.
 ADMIN_USER="tradeops"
+# A second login, for approvals: going back to ACTIVE needs another user than the requester.
+APPROVER_USER="approver"
 MIGRATE_JOB="${TRADEOPS_MIGRATE_JOB:-airflow-migrate}"
 API_SERVICE="${TRADEOPS_API_SERVICE:-airflow-api-server}"
 WATCHERS=(stop_loss_alerts stop_loss_shocks rebalance_capital rebalance_shocks funding_deviation)
@@ -277,11 +279,13 @@ cmd_secrets() {
   fi
   if want_secret airflow-secrets; then
     admin_password="$(rand_alnum 24)"
+    approver_password="$(rand_alnum 24)"
     create_secret airflow-secrets \
       fernet-key "$(rand_b64url 32)" \
       jwt-secret "$(rand_b64url 48)" \
       api-secret-key "$(rand_b64url 48)" \
       admin-password "$admin_password" \
+      approver-password "$approver_password" \
       sql-alchemy-conn "$sql_conn"
   fi
   if want_secret tradeops-secrets; then
@@ -297,7 +301,8 @@ cmd_secrets() {
   if ((DRY_RUN == 0)) && [[ -n "$admin_password" ]]; then
     echo
     echo "Airflow login: $ADMIN_USER / $admin_password"
-    echo "  shown only now; stored in Secret airflow-secrets (key admin-password), namespace $NAMESPACE:"
+    echo "Approver login: $APPROVER_USER / $approver_password"
+    echo "  shown only now; stored in Secret airflow-secrets (keys admin-password, approver-password), namespace $NAMESPACE:"
     echo "  kubectl get secret airflow-secrets -n $NAMESPACE -o jsonpath='{.data.admin-password}' | base64 -d"
   fi
 }

@@ -26,6 +26,9 @@ source "$ROOT/scripts/airflow-latency.env"
 # manager (its generated admin password is what `make run` prints).
 export AIRFLOW__CORE__EXECUTOR="LocalExecutor"
 export AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+# Two logins (passwords generated on first start): a change of the trading state back to ACTIVE
+# or REDUCING is approved by another user than the one who asked (trading_state.distinct_approver).
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin,approver:admin}"
 STACK_DIR="$AIRFLOW_HOME/stack"
 # An `airflow standalone` started by an older version of this script.
 LEGACY_PID_FILE="$AIRFLOW_HOME/standalone.pid"
@@ -40,7 +43,7 @@ print_access() {
   echo
   echo "Airflow UI:  $UI_URL"
   if [[ -f "$password_file" ]]; then
-    echo "Login:       $(python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(*(f"{u} / {p}" for u, p in d.items()))' "$password_file")"
+    echo "Login:       $(python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(*(f"{u} / {p}" for u, p in d.items()), sep=",  ")' "$password_file")"
     echo "             (generated on first start; kept in $password_file)"
   fi
   echo "Kafka:       $(python -c 'from tradeops.kafka.broker import bootstrap_servers; print(bootstrap_servers())')"
@@ -126,7 +129,7 @@ print_env() {
   local name
   for name in PATH TRADEOPS_STATE_DIR AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER AIRFLOW__CORE__PLUGINS_FOLDER \
     AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION AIRFLOW__CORE__EXECUTOR \
-    AIRFLOW__CORE__AUTH_MANAGER AIRFLOW__API__HOST AIRFLOW__API__PORT AIRFLOW__API__BASE_URL; do
+    AIRFLOW__CORE__AUTH_MANAGER AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS AIRFLOW__API__HOST AIRFLOW__API__PORT AIRFLOW__API__BASE_URL; do
     printf 'export %s=%q\n' "$name" "${!name}"
   done
   tradeops kafka connections --format env

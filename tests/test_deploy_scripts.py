@@ -303,6 +303,7 @@ def test_secrets_when_dev_then_generates_strong_consistent_values(cluster: dict[
     assert len(airflow["jwt-secret"]) >= 64 and len(airflow["api-secret-key"]) >= 64
     assert airflow["jwt-secret"] != airflow["api-secret-key"]
     assert len(airflow["admin-password"]) >= 24 and "admin" not in airflow["admin-password"]
+    assert len(airflow["approver-password"]) >= 24 and airflow["approver-password"] != airflow["admin-password"]
     assert airflow["sql-alchemy-conn"] == f"postgresql+psycopg2://airflow:{password}@postgres:5432/airflow"
     assert (
         _secret(state, "tradeops-secrets")["TRADEOPS_DB_URL"]
@@ -311,6 +312,7 @@ def test_secrets_when_dev_then_generates_strong_consistent_values(cluster: dict[
     connections = {k: json.loads(v) for k, v in _secret(state, "tradeops-kafka-connections").items()}
     assert connections == {k: json.loads(v) for k, v in connection_env("kafka:9092").items()}
     assert f"Airflow login: tradeops / {airflow['admin-password']}" in result.stdout  # shown once, on purpose
+    assert f"Approver login: approver / {airflow['approver-password']}" in result.stdout
     for secret in ("fernet-key", "jwt-secret", "api-secret-key", "sql-alchemy-conn"):
         assert airflow[secret] not in result.stdout + result.stderr
     assert all(call["argv"][0] in ("get", "create") for call in _calls(state))

@@ -372,10 +372,15 @@ def test_login_when_rendered_then_the_configured_user_gets_the_generated_passwor
 
     script = writer["args"][0]
 
-    assert users == {"tradeops": "admin"}
-    assert '{"tradeops": os.environ["ADMIN_PASSWORD"]}' in script
+    assert users == {"tradeops": "admin", "approver": "admin"}
+    assert '{"tradeops": os.environ["ADMIN_PASSWORD"]}' in script and 'users["approver"]' in script
     assert env_value(writer, "ADMIN_PASSWORD")["valueFrom"]["secretKeyRef"] == {
         "name": "airflow-secrets",
         "key": "admin-password",
+    }
+    assert env_value(writer, "APPROVER_PASSWORD")["valueFrom"]["secretKeyRef"] == {
+        "name": "airflow-secrets",
+        "key": "approver-password",
+        "optional": True,
     }
     assert airflow_config(objects)["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] in script
