@@ -1,7 +1,7 @@
 // Small building blocks shared by the three views. Every value is rendered as text (React escapes
 // it); nothing here ever sets inner HTML.
 import { Alert, Badge, Box, Code, Flex, Heading, Link, Spinner, Table, Text } from "@chakra-ui/react";
-import type { ReactNode } from "react";
+import type { MouseEvent, ReactNode } from "react";
 import { createContext, useContext } from "react";
 
 import type { ApiError } from "./api";
@@ -25,10 +25,32 @@ export function When({ at }: { at: string | null | undefined }): ReactNode {
   );
 }
 
-/** A link inside Airflow, relative to its <base href>. */
-export function AppLink(props: { href: string; children: ReactNode; testId?: string }): ReactNode {
+type Navigate = (to: string) => void;
+
+/** The host's router (Airflow sets globalThis.ReactRouterDOM), so a link needs no page reload. */
+function useHostNavigate(): Navigate | undefined {
+  const router = (globalThis as { ReactRouterDOM?: { useNavigate?: () => Navigate } }).ReactRouterDOM;
+  return router?.useNavigate?.();
+}
+
+function plainClick(event: MouseEvent<HTMLAnchorElement>): boolean {
+  return event.button === 0 && !event.metaKey && !event.ctrlKey && !event.shiftKey && !event.altKey;
+}
+
+/**
+ * A link inside Airflow, relative to its <base href>. A plain click on a page of Airflow's UI goes
+ * through its router (the host's router has the base path as its basename); `external` links (the
+ * login, served by the API server) always load the page.
+ */
+export function AppLink(props: { href: string; children: ReactNode; testId?: string; external?: boolean }): ReactNode {
+  const navigate = useHostNavigate();
+  const onClick = (event: MouseEvent<HTMLAnchorElement>): void => {
+    if (props.external || navigate === undefined || !plainClick(event)) return;
+    event.preventDefault();
+    navigate(`/${props.href}`);
+  };
   return (
-    <Link href={props.href} color="fg.info" textDecoration="underline" data-testid={props.testId}>
+    <Link href={props.href} onClick={onClick} color="fg.info" textDecoration="underline" data-testid={props.testId}>
       {props.children}
     </Link>
   );
@@ -78,7 +100,7 @@ export function ErrorNote({ error }: { error: ApiError }): ReactNode {
           {error.sessionExpired ? (
             <>
               {" "}
-              <AppLink href={loginLink(window.location.href)} testId="login-link">
+              <AppLink href={loginLink(window.location.href)} testId="login-link" external>
                 log in
               </AppLink>
             </>

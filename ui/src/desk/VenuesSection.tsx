@@ -113,7 +113,7 @@ export function VenuesSection(): ReactNode {
         body.venues.length === 0 ? (
           <Empty>no venue configured</Empty>
         ) : (
-          <SimpleGrid columns={{ base: 1, xl: 2 }} gap={3}>
+          <SimpleGrid columns={{ base: 1, "2xl": 2 }} gap={3}>
             {body.venues.map((v) => (
               <VenueCard key={v.venue} venue={v} />
             ))}
