@@ -40,9 +40,9 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 
 venv: $(STAMP) $(CHECKOV_STAMP)
 
-# The desk's front end (ui/): npm ci from the lockfile, typecheck, esbuild bundle into ui/dist/.
+# The desk's front end (ui/): npm ci from the lockfile, typecheck, unit tests, esbuild bundle into ui/dist/.
 .PHONY: ui
-UI_SOURCES := $(shell find ui/src ui/icons -type f 2>/dev/null) ui/build.mjs ui/tsconfig.json
+UI_SOURCES := $(shell find ui/src ui/test ui/icons -type f 2>/dev/null) ui/build.mjs ui/tsconfig.json
 UI_DEPS := ui/node_modules/.installed
 UI_STAMP := ui/dist/.built
 
@@ -51,7 +51,7 @@ $(UI_DEPS): ui/package.json ui/package-lock.json
 	@touch $@
 
 $(UI_STAMP): $(UI_DEPS) $(UI_SOURCES)
-	cd ui && npm run --silent typecheck && npm run --silent build
+	cd ui && npm run --silent typecheck && npm test --silent && npm run --silent build
 	@touch $@
 
 ui: $(UI_STAMP)
