@@ -40,7 +40,23 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 
 venv: $(STAMP) $(CHECKOV_STAMP)
 
-run: $(STAMP)
+# The desk's front end (ui/): npm ci from the lockfile, typecheck, unit tests, esbuild bundle into ui/dist/.
+.PHONY: ui
+UI_SOURCES := $(shell find ui/src ui/test ui/icons -type f 2>/dev/null) ui/build.mjs ui/tsconfig.json
+UI_DEPS := ui/node_modules/.installed
+UI_STAMP := ui/dist/.built
+
+$(UI_DEPS): ui/package.json ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+	@touch $@
+
+$(UI_STAMP): $(UI_DEPS) $(UI_SOURCES)
+	cd ui && npm run --silent typecheck && npm test --silent && npm run --silent build
+	@touch $@
+
+ui: $(UI_STAMP)
+
+run: $(STAMP) ui
 	@scripts/local-stack.sh up
 
 stop: $(STAMP)
@@ -49,7 +65,7 @@ stop: $(STAMP)
 status: $(STAMP)
 	@scripts/local-stack.sh status
 
-test: $(STAMP) $(CHECKOV_STAMP)
+test: $(STAMP) $(CHECKOV_STAMP) ui
 	@command -v kubectl >/dev/null || { echo "make test: kubectl not found on PATH (tests/test_k8s_*.py render k8s/ with kubectl kustomize)" >&2; exit 1; }
 	TRADEOPS_CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest $(PYTEST_ARGS)
 

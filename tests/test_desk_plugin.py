@@ -50,16 +50,3 @@ def test_desk_when_logged_in_then_shows_state_breakers_and_sagas(db_url: str) ->
     assert client.get("/api/sagas/r-1").json()[0]["detail"] == {"amount": "1.5"}
     assert client.get("/api/sagas/missing").status_code == 404
 
-
-def test_plugin_when_loaded_then_mounts_desk_and_nav_link() -> None:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "plugins" / "tradeops_plugin.py"
-    spec = importlib.util.spec_from_file_location("tradeops_plugin", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    plugin = module.TradeopsPlugin
-    assert plugin.fastapi_apps[0]["url_prefix"] == "/tradeops"
-    assert plugin.external_views[0]["href"] == "/tradeops/"
