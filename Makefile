@@ -16,7 +16,8 @@ help:
 	@echo "make run     bring up Kafka, the paper venue and Airflow, restarted when a component dies (idempotent)"
 	@echo "make stop    stop everything 'make run' started (state is kept under .local/)"
 	@echo "make status  show what is running, restarting or DEAD (exit 1 if something is DEAD or stuck)"
-	@echo "make test    run the test suite (starts its own Kafka broker and Airflow DB)"
+	@echo "make test    run the test suite (starts its own Kafka broker and Airflow DB; installs Debian's chromium for the browser tests)"
+	@echo "make ui      build the Desk's front end (ui/ -> ui/dist/; make run and make test do it)"
 	@echo "make lint    ruff"
 	@echo "make bench   kill-switch latency and event throughput against the running stack (make run first)"
 	@echo "make bench-data  the data pipeline on 1M bars (700 symbols x 1,440 minutes) and the drift check's error rates"
@@ -56,6 +57,18 @@ $(UI_STAMP): $(UI_DEPS) $(UI_SOURCES)
 
 ui: $(UI_STAMP)
 
+# The Desk's browser tests drive Debian's chromium (never a browser a test tool downloads).
+CHROMIUM := /usr/bin/chromium
+.PHONY: browser
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the Desk's browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	    echo "make test: $(CHROMIUM) is missing and this user cannot install packages: apt-get install chromium" >&2; exit 1; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }
+	@test -x $(CHROMIUM)
+
 run: $(STAMP) ui
 	@scripts/local-stack.sh up
 
@@ -65,7 +78,7 @@ stop: $(STAMP)
 status: $(STAMP)
 	@scripts/local-stack.sh status
 
-test: $(STAMP) $(CHECKOV_STAMP) ui
+test: $(STAMP) $(CHECKOV_STAMP) ui browser
 	@command -v kubectl >/dev/null || { echo "make test: kubectl not found on PATH (tests/test_k8s_*.py render k8s/ with kubectl kustomize)" >&2; exit 1; }
 	TRADEOPS_CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -27,7 +27,7 @@ from tradeops.config import settings
 from tradeops.model import to_jsonable
 
 STATE_DAG = "trading_state_control"
-DESK_PAGE = "plugin/desk"
+DESK_PAGE = "plugin/tradeops-desk"
 ACTION_HEADER = "X-Tradeops-Action"
 
 

@@ -86,7 +86,7 @@ def test_desk_api_when_logged_in_then_every_read_answers_json_with_no_store(oper
         assert response.headers["cache-control"] == "no-store", path
         assert response.headers["x-content-type-options"] == "nosniff", path
     assert operator.get("/api/me").json() == {"user": "alice"}
-    assert operator.get("/").headers["location"] == "../plugin/desk"
+    assert operator.get("/").headers["location"] == "../plugin/tradeops-desk"
 
 
 def test_state_when_reason_is_hostile_then_returned_verbatim_as_json_data(operator: TestClient) -> None:

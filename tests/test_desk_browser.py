@@ -107,7 +107,7 @@ def _testid(page: Any, testid: str) -> Any:
 
 def _open_desk(page: Any) -> None:
     page.get_by_role("link", name="Desk").first.click()
-    page.wait_for_url(re.compile(r".*/plugin/desk$"))
+    page.wait_for_url(re.compile(r".*/plugin/tradeops-desk$"))
     _testid(page, "desk-state").wait_for()
 
 
@@ -155,7 +155,7 @@ def test_saga_tab_when_a_drill_fails_then_the_failed_saga_shows_its_undos_and_ta
     assert api(env, "GET", f"dags/saga_drill/dagRuns/{quote(run_id, safe='')}")["state"] == "failed"
 
     page = _login(browser, env, OPERATOR)
-    page.goto(f"{_base(env)}/dags/saga_drill/runs/{quote(run_id, safe='')}/plugin/saga")
+    page.goto(f"{_base(env)}/dags/saga_drill/runs/{quote(run_id, safe='')}/plugin/tradeops-saga")
     status = _testid(page, "saga-status")
     status.wait_for()
     assert "compensated" in status.inner_text().lower()
@@ -209,7 +209,7 @@ def test_halt_when_clicked_and_confirmed_then_halted_with_the_airflow_user_in_th
     current = risk.get_state()
     assert current.state is risk.TradingState.HALTED
     assert (current.reason, current.changed_by) == ("INC-77 venue misbehaving", f"airflow:{OPERATOR}:desk")
-    _testid(page, "state-history").filter(has_text=f"airflow:{OPERATOR}:desk").wait_for()
+    _testid(page, "state-history-row").filter(has_text=f"airflow:{OPERATOR}:desk").wait_for()
     page.context.close()
 
 
@@ -229,9 +229,10 @@ def test_active_when_requested_on_the_desk_then_only_after_another_user_approves
     page = _login(browser, env, OPERATOR)
     _open_desk(page)
 
-    _testid(page, "request-ACTIVE").click()
+    _testid(page, "request-button").click()
+    _testid(page, "request-state").select_option("ACTIVE")
     _testid(page, "request-reason").fill("INC-77 resolved, venue healthy")
-    _testid(page, "request-confirm").click()
+    _testid(page, "request-submit").click()
     link = _testid(page, "request-run-link")
     link.wait_for()
     run_id = re.sub(r"^.*/runs/", "", str(link.get_attribute("href")))
@@ -261,7 +262,7 @@ def test_desk_when_dark_mode_then_views_follow_airflow_theme_and_widget_on_the_d
 ) -> None:
     env = use_desk_db
     page = _login(browser, env, OPERATOR, color_scheme="dark")
-    widget = _testid(page, "state-widget")
+    widget = _testid(page, "tradeops-state-widget")
     widget.wait_for()
     assert risk.get_state().state.value in widget.inner_text()
     _shot(page, "dashboard-dark")
@@ -273,11 +274,11 @@ def test_desk_when_dark_mode_then_views_follow_airflow_theme_and_widget_on_the_d
     sagas = api(env, "GET", "dags/saga_drill/dagRuns?limit=1&order_by=-run_after")["dag_runs"]
     if sagas:
         run_id = quote(str(sagas[0]["dag_run_id"]), safe="")  # type: ignore[index]
-        page.goto(f"{_base(env)}/dags/saga_drill/runs/{run_id}/plugin/saga")
+        page.goto(f"{_base(env)}/dags/saga_drill/runs/{run_id}/plugin/tradeops-saga")
         _testid(page, "saga-status").wait_for()
         _shot(page, "saga-tab-dark")
     page.context.close()
     page = _login(browser, env, OPERATOR)
-    _testid(page, "state-widget").wait_for()
+    _testid(page, "tradeops-state-widget").wait_for()
     _shot(page, "dashboard-light")
     page.context.close()

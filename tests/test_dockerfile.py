@@ -15,11 +15,22 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 BAKED = ("dags", "plugins", "operators", "sensors", "tradeops", "config")
 
 
-def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+def _stages() -> list[list[tuple[str, str]]]:
+    """Per build stage, (INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
     joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
     lines = [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+    stages: list[list[tuple[str, str]]] = []
+    for line in lines:
+        name, args = line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else ""
+        if name == "FROM":
+            stages.append([])
+        stages[-1].append((name, args))
+    return stages
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """The image's own stage (the last): what runs in the cluster."""
+    return _stages()[-1]
 
 
 def _args(instruction: str) -> list[str]:
@@ -29,6 +40,8 @@ def _args(instruction: str) -> list[str]:
 def _copied_sources() -> list[str]:
     sources = []
     for args in _args("COPY"):
+        if "--from=" in args:
+            continue
         parts = [p for p in args.split() if not p.startswith("--")]
         sources += parts[:-1]
     return sources
@@ -97,3 +110,16 @@ def test_image_paths_when_compared_then_match_the_cluster_configuration() -> Non
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] in copied_to
     assert env["TRADEOPS_CONFIG"].rsplit("/", 1)[0] in copied_to
     assert (ROOT / "config" / env["TRADEOPS_CONFIG"].rsplit("/", 1)[1]).is_file()
+
+
+def test_dockerfile_when_read_then_the_desk_bundle_is_built_from_the_lockfile_in_its_own_stage() -> None:
+    (builder,) = _stages()[:-1]
+    runs = " ".join(args for name, args in builder if name == "RUN")
+    first_copy = next(args for name, args in builder if name == "COPY")
+    from_builder = [args for args in _args("COPY") if "--from=desk-ui" in args]
+
+    assert builder[0][1].startswith("node:20.") and builder[0][1].endswith(" AS desk-ui")
+    assert first_copy.split()[:-1] == ["ui/package.json", "ui/package-lock.json"]  # the npm ci layer is cached
+    assert "npm ci" in runs and "npm install" not in runs and "npm run build" in runs
+    assert from_builder == ["--from=desk-ui --chown=airflow:0 /ui/dist/ /opt/airflow/tradeops-desk/"]
+    assert _env()["TRADEOPS_DESK_BUNDLE_DIR"] == "/opt/airflow/tradeops-desk"
