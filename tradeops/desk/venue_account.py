@@ -3,6 +3,8 @@
 The venue is opened through the project's factory without the circuit breaker, as the
 emergency stop opens it (``open_venue(..., circuit_breaker=False)``): a read-only view must not
 count failures against the breaker or be refused by it, and must see the venue while HALTED.
+The account is read with ``balances``, ``positions`` and the stop-loss measure (which reads
+orders, positions and balances again, and marks of held spot assets): a few calls per venue.
 Exposure per base asset is the stop-loss measure (``tradeops.stoploss.exposure.measure``): spot
 and perp legs and their net, the same figures the emergency stop acts on.
 
@@ -16,6 +18,7 @@ perpetuals only, said in ``scope``); any other venue has ``pnl: null``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -24,15 +27,21 @@ from tradeops.db import get_engine, transaction, utcnow
 from tradeops.model import Balance, MarketKind, Order, Position, parse_symbol, to_jsonable
 from tradeops.stoploss.exposure import measure
 from tradeops.venues import paper_book
+from tradeops.venues.base import Venue
 from tradeops.venues.factory import open_venue
 
 PNL_SCOPE = "perpetuals: realised on reducing or closing, before fees and funding; unrealised at mark"
 
 
-def read_account(name: str, settings: Settings) -> dict[str, Any]:
-    """Read venue ``name`` once; raises what the venue raises. Closes the venue."""
+def open_for_reading(name: str, settings: Settings) -> Venue:
+    """The venue as the emergency stop opens it: the factory's, without the circuit breaker."""
+    return open_venue(name, settings=settings, circuit_breaker=False)
+
+
+def read_account(name: str, settings: Settings, open_one: Callable[[str], Venue]) -> dict[str, Any]:
+    """Read venue ``name`` (opened by ``open_one``) once; raises what the venue raises. Closes it."""
     started = time.monotonic()
-    venue = open_venue(name, settings=settings, circuit_breaker=False)
+    venue = open_one(name)
     try:
         balances = venue.balances()
         positions = venue.positions()

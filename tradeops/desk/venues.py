@@ -7,51 +7,68 @@ answer never waits longer than ``timeout_seconds``: a venue that has not answere
 ``reachable: false`` with "no answer within N s", while its read carries on in the background
 and closes the venue when it ends (the next poll waits for that read instead of starting another).
 
-The body is cached for ``CACHE_SECONDS`` (3 s) per process, because the desk page polls every
-few seconds from every open browser: within that time every caller gets the same body (its
-``generated_at`` says when it was built), and concurrent callers wait for one build instead of
-each asking every venue.
+The body is cached for ``CACHE_SECONDS`` (3 s) per process and project database, because the
+desk page polls every few seconds from every open browser: within that time every caller gets
+the same body (its ``generated_at`` says when it was built), and concurrent callers wait for one
+build instead of each asking every venue. One read per venue and database runs at a time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from tradeops.config import Settings
-from tradeops.db import utcnow
+from tradeops.db import default_db_url, utcnow
 from tradeops.desk.bounded import Read, Reads
-from tradeops.desk.venue_account import read_account
+from tradeops.desk.venue_account import open_for_reading, read_account
 from tradeops.model import to_jsonable
 from tradeops.saga import breaker
+from tradeops.venues.base import Venue
 
 CACHE_SECONDS = 3.0
 
 _reads = Reads("desk-venue")
 _cache_lock = threading.Lock()
-_cache: tuple[Settings, float, float, dict[str, Any]] | None = None  # settings, timeout, built at, body
+_cache: tuple[Settings, tuple[Any, ...], float, dict[str, Any]] | None = None  # settings, key, built at, body
 
 
-def snapshot(settings: Settings, timeout_seconds: float = 5) -> dict[str, Any]:
-    """``{"generated_at": time, "venues": [Venue, ...]}``: one per configured venue, by name."""
+def snapshot(
+    settings: Settings,
+    timeout_seconds: float = 5,
+    *,
+    open_one: Callable[[str], Venue] | None = None,
+    max_age_seconds: float = CACHE_SECONDS,
+) -> dict[str, Any]:
+    """``{"generated_at": time, "venues": [Venue, ...]}``: one per configured venue, by name.
+
+    ``open_one`` opens a venue by name (default: ``venue_account.open_for_reading``, the factory
+    without the breaker), as ``flatten_desk`` takes it; ``max_age_seconds`` is how old a cached
+    body may be (0: read the venues now)."""
     global _cache
+    key = (default_db_url(), timeout_seconds, open_one)
     with _cache_lock:
         cached = _cache
-        if cached is not None and cached[1] == timeout_seconds and time.monotonic() - cached[2] < CACHE_SECONDS:
+        if cached is not None and cached[1] == key and time.monotonic() - cached[2] < max_age_seconds:
             if cached[0] is settings or cached[0] == settings:
                 return cached[3]
-        body = _build(settings, timeout_seconds)
-        _cache = (settings, timeout_seconds, time.monotonic(), body)
+        body = _build(settings, timeout_seconds, open_one or partial(open_for_reading, settings=settings))
+        _cache = (settings, key, time.monotonic(), body)
         return body
 
 
-def _build(settings: Settings, timeout_seconds: float) -> dict[str, Any]:
+def _build(settings: Settings, timeout_seconds: float, open_one: Callable[[str], Venue]) -> dict[str, Any]:
     asked = time.monotonic()
     deadline = asked + timeout_seconds
     names = sorted(settings.venues)
-    reads = {name: _reads.start(name, partial(read_account, name, settings)) for name in names}
+    database = hashlib.sha256(default_db_url().encode()).hexdigest()[:12]  # no credentials in thread names
+    reads = {
+        name: _reads.start(f"{name}-{database}", partial(read_account, name, settings, open_one)) for name in names
+    }
     breakers = {status.venue: status for status in breaker.all_statuses()}
     venues = []
     for name in names:
