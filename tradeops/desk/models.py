@@ -16,6 +16,7 @@ changes; ``dag_run_id`` is None (no project table records the deployment's run).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from tradeops.models import registry, routing, tracking
 
 MAX_CHANGES = 10
 _STAGE = re.compile(r"canary stage (\d+) of (\d+)")
+_USERINFO = re.compile(r"//[^/@\s]*@")
 _reads = Reads("desk-mlflow")
 
 
@@ -50,13 +52,15 @@ def _aliases(settings: Settings, timeout_seconds: float) -> tuple[dict[str, str]
     uri = tracking.tracking_uri(settings)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return {}, f"no MLflow store at {uri.removeprefix('sqlite:///')}: no model was trained here yet"
-    read = _reads.start(uri, lambda: registry.aliases(settings))
+    shown = _USERINFO.sub("//***@", uri)  # a password in the URI stays out of the page
+    key = hashlib.sha256(uri.encode()).hexdigest()[:12]
+    read = _reads.start(key, lambda: registry.aliases(settings))
     if not read.wait(timeout_seconds):
-        return {}, f"MLflow at {uri} gave no answer within {timeout_seconds:g} s"
+        return {}, f"MLflow at {shown} gave no answer within {timeout_seconds:g} s"
     try:
         return dict(read.result()), None
     except Exception as exc:
-        return {}, f"MLflow at {uri}: {type(exc).__name__}: {exc}"[:1000]
+        return {}, _USERINFO.sub("//***@", f"MLflow at {shown}: {type(exc).__name__}: {exc}"[:1000])
 
 
 def _route(route: routing.Route) -> dict[str, Any]:
