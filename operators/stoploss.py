@@ -30,6 +30,7 @@ from tradeops.events import to_json
 from tradeops.saga.keys import idempotency_key
 from tradeops.stoploss import build_report, flatten_desk
 from tradeops.stoploss.desk import Snapshot, not_measured
+from tradeops.stoploss.report_store import store_report
 from tradeops.venues.factory import open_venue
 
 REPORT_XCOM_KEY = "flatten_reports"
@@ -161,6 +162,10 @@ def _publish(snapshot: Snapshot, stage: str, trigger_ids: list[str], context: Co
         source=source,
     )
     log.critical("Emergency stop report (%s): %s", stage, to_json(report))
+    try:  # kept for the desk before it goes out; a database that fails must not hold the report back
+        store_report(report)
+    except Exception:
+        log.exception("Emergency stop report (%s) %s NOT stored in the project database", stage, report.event_id)
     from tradeops.kafka.producer import publish
 
     delivery = publish(report)

@@ -15,6 +15,7 @@ from tests.fixtures.events import deliver
 from tests.fixtures.kafka import end_offsets, read_from
 from tradeops import risk
 from tradeops.config import settings
+from tradeops.desk import stops
 from tradeops.events import build_event, parse_event, to_json
 from tradeops.model import OrderRequest, OrderType, Side
 
@@ -105,6 +106,9 @@ def test_stop_loss_when_critical_alert_then_halted_flat_everywhere_and_report_pu
     # 3 perps, BTC and ETH spot on 3 venues, TSLA and IWM shares
     assert sum(v.positions_closed for v in report.venues) == 3 + 6 + 2
     assert sum(v.orders_canceled for v in report.venues) == 1
+    stored = stops.snapshot(limit=5)["reports"]  # what the desk shows: both reports, as published
+    assert [(r["stage"], r["run_id"]) for r in stored] == [("final", run.run_id), ("first", run.run_id)]
+    assert stored[0]["event_id"] == report.event_id and stored[0]["all_flat"] is True
 
 
 def test_stop_loss_when_a_venue_fails_its_first_close_then_still_flat_everywhere(

@@ -18,6 +18,7 @@ import tradeops.risk
 import tradeops.saga.breaker
 import tradeops.saga.ledger
 import tradeops.saga.store
+import tradeops.stoploss.report_store
 import tradeops.venues.paper_tables
 import tradeops.venues.withdrawal_ledger  # noqa: F401
 from tradeops.db import metadata

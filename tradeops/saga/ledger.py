@@ -32,6 +32,7 @@ saga_ledger = Table(
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerEntry:
+    id: int  # the row's id: the order entries were written in
     dag_id: str
     run_id: str
     task_id: str
@@ -87,6 +88,7 @@ def entries(run_id: str, dag_id: str | None = None, engine: Engine | None = None
         rows = conn.execute(query.order_by(saga_ledger.c.id)).all()
     return [
         LedgerEntry(
+            id=r.id,
             dag_id=r.dag_id,
             run_id=r.run_id,
             task_id=r.task_id,
