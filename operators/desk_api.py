@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
+from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -25,6 +26,10 @@ from pydantic import BaseModel, Field
 from tradeops import risk
 from tradeops.config import settings
 from tradeops.model import to_jsonable
+
+# Module level: the routes' annotations are strings (PEP 563) that FastAPI resolves here.
+User = Annotated[Any, Depends(get_user)]
+Action = Annotated[str | None, Header(alias="X-Tradeops-Action")]
 
 STATE_DAG = "trading_state_control"
 DESK_PAGE = "plugin/tradeops-desk"
@@ -162,11 +167,6 @@ def _read_routes(app: FastAPI) -> None:
 
 
 def _action_routes(app: FastAPI) -> None:
-    from airflow.api_fastapi.core_api.security import get_user
-
-    User = Annotated[Any, Depends(get_user)]
-    Action = Annotated[str | None, Header(alias=ACTION_HEADER)]
-
     @app.get("/api/me")
     def me(user: User) -> dict[str, str]:
         return {"user": _user_name(user)}
