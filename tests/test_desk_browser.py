@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 from confluent_kafka import Producer
@@ -132,6 +132,8 @@ def test_desk_when_no_session_then_login_and_from_the_nav_shows_positions_on_the
     anonymous.close()
 
     page = _login(browser, env, OPERATOR)
+    hosts: set[str] = set()
+    page.on("request", lambda request: hosts.add(urlsplit(request.url).netloc))
     _open_desk(page)
 
     bybit = _testid(page, "venue-bybit")
@@ -139,6 +141,8 @@ def test_desk_when_no_session_then_login_and_from_the_nav_shows_positions_on_the
     for venue in settings().venues:  # every configured venue has its card and breaker
         _testid(page, f"venue-{venue}").wait_for()
     assert "-1.5" in bybit.inner_text()
+    _testid(page, "dead-letters").get_by_test_id("updated-ago").wait_for()
+    assert hosts == {urlsplit(_base(env)).netloc}, hosts  # no script, font or call leaves the deployment
     _shot(page, "desk-light")
     page.context.close()
 
@@ -268,15 +272,25 @@ def test_desk_when_dark_mode_then_views_follow_airflow_theme_and_widget_on_the_d
 ) -> None:
     env = use_desk_db
     page = _login(browser, env, OPERATOR, color_scheme="dark")
-    widget = _testid(page, "tradeops-state-widget")
+    widget = _testid(page, "widget-state")
     widget.wait_for()
-    assert risk.get_state().state.value in widget.inner_text()
+    assert widget.get_attribute("data-state") == risk.get_state().state.value
     _shot(page, "dashboard-dark")
     assert "dark" in (page.locator("html").get_attribute("class") or "") + (
         page.locator("html").get_attribute("data-theme") or ""
     )
     _open_desk(page)
+    _testid(page, "venue-binance").wait_for()
     _shot(page, "desk-dark")
+    # the timezone picked in Airflow's user menu (kept in localStorage) applies to every time shown
+    page.evaluate("""() => {
+        localStorage.setItem("timezone", JSON.stringify("America/New_York"));
+        window.dispatchEvent(new StorageEvent("storage", {key: "timezone"}));
+        window.dispatchEvent(new Event("local-storage"));
+    }""")
+    _testid(page, "desk-timezone").filter(has_text="America/New_York").wait_for()
+    first = _testid(page, "state-history-row").first.inner_text()
+    assert first.split()[2] == "EST", first  # December in New York; the row was "... UTC" before
     sagas = api(env, "GET", "dags/saga_drill/dagRuns?limit=1&order_by=-run_after")["dag_runs"]
     if sagas:
         run_id = quote(str(sagas[0]["dag_run_id"]), safe="")  # type: ignore[index]
@@ -285,6 +299,6 @@ def test_desk_when_dark_mode_then_views_follow_airflow_theme_and_widget_on_the_d
         _shot(page, "saga-tab-dark")
     page.context.close()
     page = _login(browser, env, OPERATOR)
-    _testid(page, "tradeops-state-widget").wait_for()
+    _testid(page, "widget-state").wait_for()
     _shot(page, "dashboard-light")
     page.context.close()
