@@ -64,7 +64,10 @@ export function StateSection(): ReactNode {
               <When at={h.changed_at} />,
               <Pill palette={statePalette(h.state, h.known)}>{stateLabel(h.state, h.known)}</Pill>,
               h.changed_by,
-              h.reason,
+              // a stop names every event it handled: three lines here, the whole text on hover
+              <Text lineClamp={3} title={h.reason}>
+                {h.reason}
+              </Text>,
             ])}
           />
         </>
