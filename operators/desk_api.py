@@ -120,7 +120,10 @@ def trigger_state_request(state: str, reason: str, user_name: str) -> dict[str, 
 
 
 def _read_routes(app: FastAPI) -> None:
+    from operators import credentials
     from tradeops.desk import agents, letters, models, sagas, state, stops, venues, watchers
+
+    credentials.install()  # a live venue's balances need its Airflow connection, as in the tasks
 
     @app.get("/api/state")
     def state_body() -> dict[str, Any]:
