@@ -13,7 +13,7 @@ from sqlalchemy import update
 from tradeops import risk
 from tradeops.db import get_engine, transaction
 
-HOSTILE = "<img src=x onerror=alert(1)> \"quoted\" & </script>"
+HOSTILE = '<img src=x onerror=alert(1)> "quoted" & </script>'
 HALT = {"X-Tradeops-Action": "halt"}
 
 
