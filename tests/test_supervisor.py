@@ -332,3 +332,18 @@ def test_status_when_a_running_triggerer_stops_heartbeating_then_says_stuck_and_
     assert stale.returncode == 1, stale.stdout
     line = next(line for line in stale.stdout.splitlines() if "triggerer" in line)
     assert "STUCK" in line and "over Airflow's 1s threshold" in line and f"(job {job.id})" in line
+
+
+def test_ours_when_start_time_read_a_boot_second_apart_then_still_ours_and_a_reused_pid_is_not() -> None:
+    from tradeops.localstack import processes
+
+    pid = os.getpid()
+    started = processes.created(pid)
+    assert started is not None
+
+    assert processes.ours(pid, started)
+    # /proc/stat's boot time is whole seconds and moves by one between processes when the clock
+    # is adjusted: the supervisor's record and a status read may differ by that second
+    assert processes.ours(pid, started - 1.0) and processes.ours(pid, started + 1.0)
+    assert not processes.ours(pid, started - 30.0)  # another process that had this pid before
+    assert not processes.ours(pid, None)

@@ -14,6 +14,8 @@ import time
 
 import psutil
 
+CREATED_TOLERANCE_SECONDS = 1.5
+
 
 def created(pid: int) -> float | None:
     """The process's start time as the kernel reports it, or None when no such process runs."""
@@ -66,8 +68,13 @@ def ours(pid: int, pid_created: float | None) -> bool:
     While its leader runs, the leader's start time must match (a reused pid is someone else's).
     Once the leader is gone, a group that still has members is ours: the kernel does not hand out
     a pid that is still some group's id.
+
+    "Match" allows ``CREATED_TOLERANCE_SECONDS``: on Linux the start time is ticks since boot plus
+    the boot time, which /proc/stat gives in whole seconds and which moves by one second between
+    processes when the clock is adjusted (a status once saw a running feed as exited). A pid is
+    handed out again only after the kernel went through every other pid, never within a second.
     """
     leader_created = created(pid)
     if leader_created is not None:
-        return pid_created is not None and abs(leader_created - pid_created) < 0.01
+        return pid_created is not None and abs(leader_created - pid_created) < CREATED_TOLERANCE_SECONDS
     return bool(group_members(pid))
