@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from tradeops import risk
 from tradeops.config import settings
-from tradeops.model import to_jsonable
+from tradeops.desk import state as desk_state
 
 # Module level: the routes' annotations are strings (PEP 563) that FastAPI resolves here.
 User = Annotated[Any, Depends(get_user)]
@@ -86,10 +86,6 @@ def _require_trigger_right(user: Any) -> None:
 def _require_action(value: str | None, expected: str) -> None:
     if value != expected:
         raise HTTPException(status_code=400, detail=f"the {ACTION_HEADER}: {expected} header is required")
-
-
-def _record(record: risk.StateRecord) -> dict[str, Any]:
-    return {**to_jsonable(record), "known": True}
 
 
 def trigger_state_request(state: str, reason: str, user_name: str) -> dict[str, str]:
@@ -184,7 +180,7 @@ def _action_routes(app: FastAPI) -> None:
         _require_trigger_right(user)
         name = _user_name(user)
         record = risk.set_state(risk.TradingState.HALTED, reason=body.reason.strip(), changed_by=f"airflow:{name}:desk")
-        return {"state": _record(record)}
+        return {"state": desk_state.record_of(record)}
 
     @app.post("/api/state/request")
     def request_state(

@@ -27,11 +27,12 @@ def snapshot(limit: int = 20, *, engine: Engine | None = None) -> dict[str, Any]
     with transaction(engine) as conn:
         row = conn.execute(select(current).where(current.c.id == 1)).first()
         rows = conn.execute(select(history).order_by(history.c.id.desc()).limit(max(1, min(limit, MAX_HISTORY)))).all()
-    state = _record(row) if row is not None else _record(risk.get_state(engine))  # never set: ACTIVE
-    return {"state": state, "history": [_record(r) for r in rows]}
+    state = record_of(row) if row is not None else record_of(risk.get_state(engine))  # never set: ACTIVE
+    return {"state": state, "history": [record_of(r) for r in rows]}
 
 
-def _record(row: Any) -> dict[str, Any]:
+def record_of(row: Any) -> dict[str, Any]:
+    """A state row (or ``risk.StateRecord``) as the desk shows it."""
     text = str(row.state)
     return {
         "state": text,
